@@ -1,0 +1,332 @@
+"""Pydantic models of every request and response body of api.md.
+
+Requests refuse unknown fields and carry the contract's length limits; responses
+ignore fields they do not know, so an older client keeps working against a newer
+backend. Money is integer fen, times are aware datetimes in the school's zone.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from epay_tui.api.rules import MAX_ITEMS_PER_ORDER, PASSWORD_FIELD_MAX
+
+Channel = Literal["wechat", "alipay", "ccb"]
+CHANNELS: tuple[Channel, ...] = ("wechat", "alipay", "ccb")
+Role = Literal["student", "staff"]
+OrderStatus = Literal["open", "paid", "closed", "awaiting_confirmation"]
+ORDER_STATUSES: tuple[OrderStatus, ...] = OrderStatus.__args__  # type: ignore[attr-defined]
+UNFINISHED_STATUSES: tuple[OrderStatus, ...] = ("open", "awaiting_confirmation")
+CloseReason = Literal["expired", "cancelled", "released"]
+ItemState = Literal["unpaid", "paid", "in_order"]
+TradeState = Literal["NOTPAY", "SUCCESS", "CLOSED", "PAYERROR"]
+
+Username = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=PASSWORD_FIELD_MAX)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+CaptchaAnswer = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Request(BaseModel):
+    """A request body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Response(BaseModel):
+    """A response body: unknown fields are ignored by the client."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---------------------------------------------------------------------------- errors
+class ErrorDetail(Response):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(Response):
+    error: ErrorDetail
+
+
+# ---------------------------------------------------------------------------- public
+class PaymentHoursInfo(Response):
+    opens: str = Field(examples=["08:00"])
+    closes: str = Field(examples=["22:00"])
+    open_now: bool
+
+
+class Meta(Response):
+    school: str
+    payee: str
+    timezone: str
+    server_time: datetime
+    payment_hours: PaymentHoursInfo
+    channels: list[Channel]
+    order_ttl_seconds: int
+    sandbox: bool
+
+
+class Captcha(Response):
+    captcha_id: str
+    image_png: str = Field(description="base64 PNG, at most 160x60 px")
+    expires_at: datetime
+
+
+class Health(Response):
+    status: Literal["ok"]
+
+
+# ---------------------------------------------------------------------------- auth
+class LoginRequest(Request):
+    username: Username
+    password: Password
+    captcha_id: ShortText
+    captcha_answer: CaptchaAnswer
+
+
+class LoginResult(Response):
+    token: str
+    role: Role
+    must_change_password: bool
+    password_issue: Literal["initial", "weak"] | None
+    expires_at: datetime
+
+
+class PasswordChange(Request):
+    old_password: Password
+    new_password: Password
+
+
+# ---------------------------------------------------------------------------- reset
+class ResetStart(Request):
+    username: Username
+    name: ShortText
+    id_card_no: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    captcha_id: ShortText
+    captcha_answer: CaptchaAnswer
+
+
+class ResetChannel(Response):
+    channel: Literal["sms", "email"]
+    to: str
+
+
+class ResetStarted(Response):
+    reset_id: str
+    channels: list[ResetChannel]
+
+
+class ResetSend(Request):
+    reset_id: ShortText
+    channel: Literal["sms", "email"]
+
+
+class ResetComplete(Request):
+    reset_id: ShortText
+    code: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    new_password: Password
+
+
+# ---------------------------------------------------------------------------- profile
+class Profile(Response):
+    username: str
+    name: str
+    role: Role
+    department: str
+    major: str
+    class_name: str
+    grade: str
+    id_card_masked: str
+    phone: str | None
+    email: str | None
+    profile_problems: list[str]
+
+
+class ProfileUpdate(Request):
+    current_password: Password
+    phone: Annotated[str, StringConstraints(max_length=32)] | None = None
+    email: Annotated[str, StringConstraints(max_length=254)] | None = None
+
+
+# ---------------------------------------------------------------------------- fees
+class FeeItem(Response):
+    id: str
+    name: str
+    kind: Literal["tuition", "accommodation", "agency"]
+    receipt_type: Literal["fiscal", "receipt"]
+    amount_due: int
+    amount_paid: int
+    outstanding: int
+    state: ItemState
+    order_no: str | None
+
+
+class FeeTag(Response):
+    tag: str
+    items: list[FeeItem]
+
+
+class Fees(Response):
+    tags: list[FeeTag]
+
+
+# ---------------------------------------------------------------------------- orders
+class OrderCreate(Request):
+    item_ids: Annotated[list[ItemId], Field(min_length=1, max_length=MAX_ITEMS_PER_ORDER)]
+
+
+class OrderItem(Response):
+    id: str
+    name: str
+    amount: int
+
+
+class PaymentInfo(Response):
+    channel: Channel
+    qr_url: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+class Order(Response):
+    order_no: str
+    status: OrderStatus
+    items: list[OrderItem]
+    total: int
+    receipt_type: Literal["fiscal", "receipt"]
+    payee: str
+    created_at: datetime
+    expires_at: datetime
+    payment: PaymentInfo | None
+    paid_at: datetime | None
+    channel: Channel | None
+    transaction_id: str | None
+    receipt_no: str | None
+    close_reason: CloseReason | None
+
+    @property
+    def unfinished(self) -> bool:
+        return self.status in UNFINISHED_STATUSES
+
+
+class Orders(Response):
+    orders: list[Order]
+
+
+class PayRequest(Request):
+    channel: Channel
+
+
+class PayQr(Response):
+    order_no: str
+    channel: Channel
+    qr_url: str
+    payee: str
+    amount: int
+    expires_at: datetime
+
+
+# ---------------------------------------------------------------------------- gateway
+class SandboxPayRequest(Request):
+    outcome: Literal["success", "slow", "declined"]
+    notify: Literal["now", "delay", "drop", "duplicate"] = "now"
+    delay_seconds: Annotated[int, Field(ge=0, le=3600)] = 5
+
+
+class SandboxPayResult(Response):
+    trade_state: TradeState
+
+
+class GatewayNotify(Request):
+    trade_no: str
+    order_no: str
+    channel: Channel
+    amount: int
+    trade_state: TradeState
+    transaction_id: str | None
+    paid_at: datetime | None
+
+
+class StatementTrade(Response):
+    trade_no: str
+    order_no: str
+    channel: Channel
+    amount: int
+    transaction_id: str
+    paid_at: datetime
+
+
+class Statement(Response):
+    date: date
+    trades: list[StatementTrade]
+
+
+class LatestCaptcha(Response):
+    captcha_id: str
+    answer: str
+
+
+class OutboxMessage(Response):
+    channel: Literal["sms", "email"]
+    to: str
+    body: str
+    sent_at: datetime
+
+
+class Outbox(Response):
+    messages: list[OutboxMessage]
+
+
+# ---------------------------------------------------------------------------- staff
+class StudentSummary(Response):
+    username: str
+    name: str
+    department: str
+    class_name: str
+    locked: bool
+
+
+class StudentList(Response):
+    students: list[StudentSummary]
+
+
+class StudentDetail(Response):
+    profile: Profile
+    fees: Fees
+    orders: list[Order]
+
+
+class ReconcileRequest(Request):
+    date: date
+
+
+class Discrepancy(Response):
+    order_no: str
+    kind: str
+    detail: str
+
+
+class ReconcileResult(Response):
+    date: date
+    matched: int
+    recovered: list[str]
+    released: list[str]
+    discrepancies: list[Discrepancy]
+
+
+class AuditEntry(Response):
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str
+
+
+class AuditLog(Response):
+    entries: list[AuditEntry]

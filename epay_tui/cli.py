@@ -1,0 +1,73 @@
+"""``epay-tui``: the terminal client, and ``epay-tui serve``: the reference backend."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the reference payment backend and gateway sandbox")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--db", default=None, help="SQLite file (default: in the user data dir)")
+    p.add_argument("--demo-data", action="store_true", help="seed an empty database")
+    p.add_argument("--order-ttl", type=int, default=900, metavar="SECONDS")
+    p.add_argument("--payment-hours", default="08:00-22:00", metavar="HH:MM-HH:MM")
+    p.add_argument("--public-url", default=None, help="base URL a phone uses for pay links")
+    p.add_argument("--dev-hooks", action="store_true", help="latest captcha and outbox (loopback)")
+
+
+def serve_main(args: argparse.Namespace) -> int:
+    from epay_tui.api.rules import parse_payment_hours
+    from epay_tui.server.config import ServerConfig
+    from epay_tui.server.runner import serve
+
+    try:
+        config = ServerConfig(
+            db_path=args.db or default_db_path(),
+            demo_data=args.demo_data,
+            host=args.host,
+            port=args.port,
+            order_ttl_seconds=args.order_ttl,
+            payment_hours=parse_payment_hours(args.payment_hours),
+            public_url=args.public_url,
+            dev_hooks=args.dev_hooks,
+        )
+        serve(config, announce=lambda line: print(line, flush=True))
+    except (ValueError, OSError) as exc:
+        print(f"epay-tui serve: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def default_db_path() -> str:
+    from pathlib import Path
+
+    from platformdirs import user_data_dir
+
+    folder = Path(user_data_dir("epay-tui"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / "backend.sqlite3")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="epay-tui", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_main(args)
+    print(
+        "The terminal client is not in this release yet; run the backend with\n"
+        "  epay-tui serve --demo-data --dev-hooks",
+        file=sys.stderr,
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

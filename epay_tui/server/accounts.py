@@ -1,0 +1,471 @@
+"""Accounts: captcha, login with lockout, sessions, password change and reset, profile."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from epay_tui.api import errors, models, rules
+from epay_tui.server import captcha, security
+from epay_tui.server.backend import Backend
+
+CAPTCHA_TTL = 5 * 60
+RESET_TTL = 30 * 60
+CODE_TTL = 10 * 60
+RESEND_AFTER = 60
+WRONG_CODES_VOID = 5
+MISMATCH_WINDOW = 15 * 60
+MISMATCH_LIMIT = 5
+SEEN_WRITE_EVERY = 15.0
+"""A session's last-seen time is written at most this often (seconds)."""
+
+
+@dataclass(frozen=True)
+class Session:
+    token_hash: str
+    username: str
+    role: str
+    must_change: bool
+
+
+# ---------------------------------------------------------------------------- captcha
+def new_captcha(backend: Backend) -> models.Captcha:
+    answer = captcha.new_answer()
+    captcha_id = security.new_id("c")
+    now = backend.time.ts()
+    with backend.store.write() as conn:
+        conn.execute("DELETE FROM captchas WHERE expires_at < ?", (now,))
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM captchas").fetchone()[0]
+        conn.execute(
+            "INSERT INTO captchas(captcha_id, answer, expires_at, seq) VALUES (?,?,?,?)",
+            (captcha_id, answer, now + CAPTCHA_TTL, seq),
+        )
+    png = captcha.render_png(answer)
+    return models.Captcha(
+        captcha_id=captcha_id,
+        image_png=base64.b64encode(png).decode(),
+        expires_at=backend.time.at(now + CAPTCHA_TTL),
+    )
+
+
+def consume_captcha(backend: Backend, captcha_id: str, answer: str) -> None:
+    """Single use: any attempt consumes the captcha, right or wrong."""
+    with backend.store.write() as conn:
+        row = conn.execute(
+            "DELETE FROM captchas WHERE captcha_id=? RETURNING answer, expires_at", (captcha_id,)
+        ).fetchone()
+    if (
+        row is None
+        or row["expires_at"] < backend.time.ts()
+        or row["answer"].upper() != answer.strip().upper()
+    ):
+        raise errors.CaptchaInvalid()
+
+
+def latest_captcha(backend: Backend) -> models.LatestCaptcha:
+    with backend.store.read() as conn:
+        row = conn.execute(
+            "SELECT captcha_id, answer FROM captchas ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    if row is None:
+        raise errors.RouteNotFound("No captcha issued yet")
+    return models.LatestCaptcha(captcha_id=row["captcha_id"], answer=row["answer"])
+
+
+# ---------------------------------------------------------------------------- password checks
+def _user(conn: sqlite3.Connection, username: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM users WHERE username=?", (username,)).fetchone()
+
+
+def _locked_until(backend: Backend, username: str) -> float | None:
+    with backend.store.read() as conn:
+        row = conn.execute(
+            "SELECT locked_until FROM login_failures WHERE username=?", (username,)
+        ).fetchone()
+    if row and row["locked_until"] and row["locked_until"] > backend.time.ts():
+        return row["locked_until"]
+    return None
+
+
+def _locked_error(backend: Backend, until: float) -> errors.AccountLocked:
+    return errors.AccountLocked(locked_until=backend.time.at(until).isoformat())
+
+
+def check_password(backend: Backend, username: str, password: str, where: str) -> sqlite3.Row:
+    """Verify a password the way login does: lockout, failure count, same cost if unknown.
+
+    Raises ``ACCOUNT_LOCKED`` or ``BAD_CREDENTIALS`` (with ``attempts_left``). Unknown
+    usernames are counted and locked exactly like known ones.
+    """
+    until = _locked_until(backend, username)
+    if until is not None:
+        raise _locked_error(backend, until)
+    with backend.store.read() as conn:
+        user = _user(conn, username)
+    stored = user["password_hash"] if user else security.DUMMY_HASH
+    if security.verify_password(password, stored) and user is not None:
+        with backend.store.write() as conn:
+            conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
+        return user
+    limit = backend.config.lock_after_failures
+    with backend.store.write() as conn:
+        count = conn.execute(
+            "INSERT INTO login_failures(username, count) VALUES (?, 1) "
+            "ON CONFLICT(username) DO UPDATE SET count = count + 1 RETURNING count",
+            (username,),
+        ).fetchone()[0]
+        if count >= limit:
+            until = backend.time.ts() + backend.config.lock_seconds
+            conn.execute(
+                "UPDATE login_failures SET locked_until=?, count=0 WHERE username=?",
+                (until, username),
+            )
+            conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+    if count >= limit:
+        backend.audit(username, "account.locked", username, {"where": where})
+        raise _locked_error(backend, until)
+    backend.audit(username, "password.failed", username, {"where": where})
+    raise errors.BadCredentials(attempts_left=limit - count)
+
+
+def password_issue(user: sqlite3.Row, password: str) -> str | None:
+    """``initial`` for the college's initial password, ``weak`` if today's policy fails."""
+    if user["id_card_no"] and password == rules.initial_password(user["id_card_no"]):
+        return "initial"
+    if rules.password_problems(password, user["username"]):
+        return "weak"
+    return None
+
+
+def _require_strong(password: str, username: str, old: str | None = None) -> None:
+    reasons = rules.password_problems(password, username, old)
+    if reasons:
+        raise errors.WeakPassword(reasons=reasons)
+
+
+# ---------------------------------------------------------------------------- sessions
+def login(backend: Backend, body: models.LoginRequest) -> models.LoginResult:
+    consume_captcha(backend, body.captcha_id, body.captcha_answer)
+    user = check_password(backend, body.username, body.password, "login")
+    issue = password_issue(user, body.password)
+    token = security.new_token()
+    now = backend.time.ts()
+    with backend.store.write() as conn:
+        conn.execute(
+            "INSERT INTO sessions(token_hash, username, role, must_change, created_at, last_seen)"
+            " VALUES (?,?,?,?,?,?)",
+            (
+                security.token_digest(token),
+                user["username"],
+                user["role"],
+                issue is not None,
+                now,
+                now,
+            ),
+        )
+    backend.audit(user["username"], "login", user["username"], {"password_issue": issue})
+    return models.LoginResult(
+        token=token,
+        role=user["role"],
+        must_change_password=issue is not None,
+        password_issue=issue,
+        expires_at=backend.time.at(now + backend.config.session_idle_seconds),
+    )
+
+
+def session_for(backend: Backend, token: str | None) -> Session:
+    """The live session of a bearer token, its idle time renewed; else 401."""
+    if not token:
+        raise errors.Unauthenticated()
+    digest = security.token_digest(token)
+    now = backend.time.ts()
+    idle = backend.config.session_idle_seconds
+    with backend.store.read() as conn:
+        row = conn.execute("SELECT * FROM sessions WHERE token_hash=?", (digest,)).fetchone()
+    if row is None or row["last_seen"] + idle <= now:
+        if row is not None:
+            with backend.store.write() as conn:
+                conn.execute("DELETE FROM sessions WHERE token_hash=?", (digest,))
+        raise errors.Unauthenticated()
+    if now - row["last_seen"] >= SEEN_WRITE_EVERY:
+        with backend.store.write() as conn:
+            conn.execute("UPDATE sessions SET last_seen=? WHERE token_hash=?", (now, digest))
+    return Session(digest, row["username"], row["role"], bool(row["must_change"]))
+
+
+def logout(backend: Backend, session: Session) -> None:
+    with backend.store.write() as conn:
+        conn.execute("DELETE FROM sessions WHERE token_hash=?", (session.token_hash,))
+    backend.audit(session.username, "logout", session.username)
+
+
+def _set_password(conn: sqlite3.Connection, username: str, password: str) -> None:
+    conn.execute(
+        "UPDATE users SET password_hash=? WHERE username=?",
+        (security.hash_password(password), username),
+    )
+
+
+def change_password(backend: Backend, session: Session, body: models.PasswordChange) -> None:
+    """Old password checked like a login; every failed policy rule named; others revoked."""
+    check_password(backend, session.username, body.old_password, "password_change")
+    _require_strong(body.new_password, session.username, body.old_password)
+    with backend.store.write() as conn:
+        _set_password(conn, session.username, body.new_password)
+        conn.execute(
+            "DELETE FROM sessions WHERE username=? AND token_hash<>?",
+            (session.username, session.token_hash),
+        )
+        conn.execute("UPDATE sessions SET must_change=0 WHERE token_hash=?", (session.token_hash,))
+    backend.audit(session.username, "password.changed", session.username)
+
+
+# ---------------------------------------------------------------------------- reset
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "****" + phone[-4:]
+
+
+def mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def reset_channels(user: sqlite3.Row) -> list[models.ResetChannel]:
+    found = []
+    if rules.phone_problem(user["phone"]) is None:
+        found.append(models.ResetChannel(channel="sms", to=mask_phone(user["phone"])))
+    if rules.email_problem(user["email"]) is None:
+        found.append(models.ResetChannel(channel="email", to=mask_email(user["email"])))
+    return found
+
+
+def _identity_matches(user: sqlite3.Row | None, body: models.ResetStart) -> bool:
+    return (
+        user is not None
+        and user["role"] == "student"
+        and user["name"] == body.name.strip()
+        and (user["id_card_no"] or "").upper() == body.id_card_no.strip().upper()
+    )
+
+
+def reset_start(backend: Backend, body: models.ResetStart) -> models.ResetStarted:
+    consume_captcha(backend, body.captcha_id, body.captcha_answer)
+    now = backend.time.ts()
+    with backend.store.write() as conn:
+        recent = conn.execute(
+            "SELECT MIN(at) AS first, COUNT(*) AS n FROM reset_mismatches "
+            "WHERE username=? AND at>?",
+            (body.username, now - MISMATCH_WINDOW),
+        ).fetchone()
+        if recent["n"] >= MISMATCH_LIMIT:
+            raise errors.RateLimited(retry_after=int(recent["first"] + MISMATCH_WINDOW - now) + 1)
+        user = _user(conn, body.username)
+        if not _identity_matches(user, body):
+            conn.execute(
+                "INSERT INTO reset_mismatches(username, at) VALUES (?,?)", (body.username, now)
+            )
+            mismatch = True
+        else:
+            mismatch = False
+            channels = reset_channels(user)
+            reset_id = security.new_id("r", 18)
+            conn.execute(
+                "INSERT INTO resets(reset_id, username, created_at, expires_at, channels)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    reset_id,
+                    body.username,
+                    now,
+                    now + RESET_TTL,
+                    json.dumps([c.channel for c in channels]),
+                ),
+            )
+    if mismatch:
+        backend.audit(body.username, "reset.mismatch", body.username)
+        raise errors.ResetIdentityMismatch()
+    backend.audit(body.username, "reset.started", body.username)
+    return models.ResetStarted(reset_id=reset_id, channels=channels)
+
+
+def _active_reset(conn: sqlite3.Connection, backend: Backend, reset_id: str) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM resets WHERE reset_id=?", (reset_id,)).fetchone()
+    if row is None or row["state"] != "active" or row["expires_at"] <= backend.time.ts():
+        raise errors.ResetExpired()
+    return row
+
+
+def reset_send(backend: Backend, body: models.ResetSend) -> None:
+    now = backend.time.ts()
+    with backend.store.write() as conn:
+        reset = _active_reset(conn, backend, body.reset_id)
+        if body.channel not in json.loads(reset["channels"]):
+            raise errors.ValidationFailed(fields={"channel": "no valid contact for this channel"})
+        if reset["last_sent_at"] is not None and now - reset["last_sent_at"] < RESEND_AFTER:
+            retry = int(reset["last_sent_at"] + RESEND_AFTER - now) + 1
+            raise errors.RateLimited(retry_after=min(retry, RESEND_AFTER))
+        code = security.new_code()
+        conn.execute(
+            "UPDATE resets SET code_digest=?, code_expires_at=?, last_sent_at=? WHERE reset_id=?",
+            (
+                security.keyed_digest(backend.code_secret, reset["reset_id"] + code),
+                now + CODE_TTL,
+                now,
+                reset["reset_id"],
+            ),
+        )
+        user = _user(conn, reset["username"])
+        to = user["phone"] if body.channel == "sms" else user["email"]
+        backend.send_message(
+            conn,
+            body.channel,
+            to,
+            f"【{backend.config.school}】您正在重置缴费平台密码，验证码 {code}，10分钟内有效。"
+            "如非本人操作请忽略。",
+        )
+    backend.audit(
+        reset["username"], "reset.code_sent", reset["username"], {"channel": body.channel}
+    )
+
+
+def reset_complete(backend: Backend, body: models.ResetComplete) -> None:
+    now = backend.time.ts()
+    with backend.store.write() as conn:
+        reset = _active_reset(conn, backend, body.reset_id)
+        expected = reset["code_digest"]
+        given = security.keyed_digest(backend.code_secret, reset["reset_id"] + body.code.strip())
+        if expected is None or reset["code_expires_at"] <= now or given != expected:
+            wrong = reset["wrong_codes"] + 1
+            state = "voided" if wrong >= WRONG_CODES_VOID else "active"
+            conn.execute(
+                "UPDATE resets SET wrong_codes=?, state=? WHERE reset_id=?",
+                (wrong, state, reset["reset_id"]),
+            )
+            code_wrong = True
+        else:
+            code_wrong = False
+    if code_wrong:
+        raise errors.ResetCodeInvalid(attempts_left=max(WRONG_CODES_VOID - wrong, 0))
+    username = reset["username"]
+    reasons = rules.password_problems(body.new_password, username)
+    with backend.store.read() as conn:
+        user = _user(conn, username)
+    if security.verify_password(body.new_password, user["password_hash"]):
+        reasons.append("SAME_AS_OLD")
+    if reasons:
+        raise errors.WeakPassword(reasons=reasons)
+    with backend.store.write() as conn:
+        reset = _active_reset(conn, backend, body.reset_id)  # not completed meanwhile
+        _set_password(conn, username, body.new_password)
+        conn.execute("UPDATE resets SET state='completed' WHERE reset_id=?", (body.reset_id,))
+        conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
+        conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+    backend.audit(username, "reset.completed", username)
+
+
+# ---------------------------------------------------------------------------- profile
+def mask_id_card(id_card_no: str | None) -> str:
+    if not id_card_no:
+        return ""
+    return id_card_no[:3] + "*" * (len(id_card_no) - 4) + id_card_no[-1:]
+
+
+def profile_of(conn: sqlite3.Connection, username: str) -> models.Profile:
+    user = _user(conn, username)
+    if user is None:
+        raise errors.StudentNotFound()
+    problems = (
+        rules.profile_problems(user["phone"], user["email"]) if user["role"] == ("student") else []
+    )
+    return models.Profile(
+        username=user["username"],
+        name=user["name"],
+        role=user["role"],
+        department=user["department"],
+        major=user["major"],
+        class_name=user["class_name"],
+        grade=user["grade"],
+        id_card_masked=mask_id_card(user["id_card_no"]),
+        phone=user["phone"],
+        email=user["email"],
+        profile_problems=problems,
+    )
+
+
+def profile(backend: Backend, username: str) -> models.Profile:
+    with backend.store.read() as conn:
+        return profile_of(conn, username)
+
+
+def update_profile(
+    backend: Backend, session: Session, body: models.ProfileUpdate
+) -> models.Profile:
+    """Contacts change only with the password; bad values are named per field."""
+    problems = {}
+    if body.phone is not None and (p := rules.phone_problem(body.phone.strip())):
+        problems["phone"] = p
+    if body.email is not None and (p := rules.email_problem(body.email.strip())):
+        problems["email"] = p
+    if problems:
+        raise errors.ValidationFailed(fields=problems)
+    check_password(backend, session.username, body.current_password, "profile")
+    changes = {
+        k: v.strip() for k, v in (("phone", body.phone), ("email", body.email)) if v is not None
+    }
+    with backend.store.write() as conn:
+        for column, value in changes.items():
+            conn.execute(f"UPDATE users SET {column}=? WHERE username=?", (value, session.username))  # noqa: S608
+        result = profile_of(conn, session.username)
+    backend.audit(session.username, "profile.updated", session.username, {"fields": list(changes)})
+    return result
+
+
+# ---------------------------------------------------------------------------- staff
+def search_students(backend: Backend, query: str) -> models.StudentList:
+    pattern = query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    now = backend.time.ts()
+    with backend.store.read() as conn:
+        rows = conn.execute(
+            "SELECT u.username, u.name, u.department, u.class_name, f.locked_until "
+            "FROM users u LEFT JOIN login_failures f ON f.username=u.username "
+            "WHERE u.role='student'"
+            " AND (u.username LIKE ? ESCAPE '\\' OR u.name LIKE ? ESCAPE '\\')"
+            " ORDER BY u.username LIMIT 50",
+            (pattern, pattern),
+        ).fetchall()
+    return models.StudentList(
+        students=[
+            models.StudentSummary(
+                username=r["username"],
+                name=r["name"],
+                department=r["department"],
+                class_name=r["class_name"],
+                locked=bool(r["locked_until"] and r["locked_until"] > now),
+            )
+            for r in rows
+        ]
+    )
+
+
+def _student(conn: sqlite3.Connection, username: str) -> sqlite3.Row:
+    user = _user(conn, username)
+    if user is None or user["role"] != "student":
+        raise errors.StudentNotFound()
+    return user
+
+
+def staff_reset_password(backend: Backend, staff: Session, username: str) -> None:
+    """Back to the initial password, to be changed at next login; sessions ended."""
+    with backend.store.write() as conn:
+        user = _student(conn, username)
+        _set_password(conn, username, rules.initial_password(user["id_card_no"]))
+        conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+    backend.audit(staff.username, "staff.reset_password", username)
+
+
+def staff_unlock(backend: Backend, staff: Session, username: str) -> None:
+    with backend.store.write() as conn:
+        _student(conn, username)
+        conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
+    backend.audit(staff.username, "staff.unlock", username)

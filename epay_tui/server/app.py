@@ -1,0 +1,146 @@
+"""The reference backend's FastAPI app factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from epay_tui.api import errors
+from epay_tui.api.clock import Clock
+from epay_tui.server import demo_data, payments
+from epay_tui.server.backend import Backend
+from epay_tui.server.config import ServerConfig, is_loopback
+from epay_tui.server.routes import auth, me, orders, public, sandbox, staff
+
+log = logging.getLogger("epay_tui.server")
+MAX_BODY_BYTES = 64 * 1024
+
+DESCRIPTION = """Reference backend of epay-tui: the HTTP contract of `api.md`, with a
+payment-gateway sandbox. Money is integer fen; times are ISO 8601 in the school's
+timezone. Every error is `{"error": {"code", "message", "details"}}`."""
+
+
+def _error(exc: errors.ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "header", "path")]
+    return ".".join(parts) or "body"
+
+
+def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    fields: dict[str, str] = {}
+    for problem in exc.errors():
+        if problem.get("type") == "json_invalid":
+            fields["body"] = "invalid JSON"
+            continue
+        fields.setdefault(_field_name(tuple(problem.get("loc", ()))), problem.get("msg", ""))
+    return _error(errors.ValidationFailed(fields=fields))
+
+
+def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 405:
+        return _error(errors.MethodNotAllowed())
+    if exc.status_code == 404:
+        return _error(errors.RouteNotFound())
+    if exc.status_code == 413:
+        return _error(errors.PayloadTooLarge())
+    return JSONResponse(
+        {"error": {"code": f"HTTP_{exc.status_code}", "message": str(exc.detail), "details": {}}},
+        status_code=exc.status_code,
+    )
+
+
+def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return _error(errors.InternalError())
+
+
+class BodyLimit:
+    """Refuse request bodies over ``MAX_BODY_BYTES`` with 413, before any parsing."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            return await _error(errors.PayloadTooLarge())(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                raise errors.PayloadTooLarge()
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+def _loopback_only(request: Request) -> None:
+    host = request.client.host if request.client else ""
+    if not is_loopback(host):
+        raise errors.ForbiddenRole("Dev hooks answer only on loopback")
+
+
+async def _ticker(backend: Backend) -> None:
+    """Expire due orders and send due gateway notifies, for as long as the app runs."""
+    while True:
+        try:
+            await run_in_threadpool(payments.sweep_all, backend)
+            await sandbox.request_dispatch(backend)
+        except Exception:
+            log.exception("background sweep failed")
+        await asyncio.sleep(backend.config.tick_seconds)
+
+
+def create_app(config: ServerConfig, clock: Clock | None = None) -> FastAPI:
+    """Build the backend: the store opened (and seeded with ``demo_data``), routes mounted."""
+    backend = Backend(config, clock)
+    if config.demo_data and backend.store.is_empty():
+        demo_data.seed(backend)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_ticker(backend))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await backend.gateway.aclose()
+
+    app = FastAPI(
+        title="epay-tui payment backend",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.backend = backend
+    app.add_exception_handler(errors.ApiError, lambda _r, exc: _error(exc))
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    for module in (public, auth, me, orders, staff, sandbox):
+        app.include_router(module.router)
+    if config.dev_hooks:
+        app.include_router(sandbox.dev_router, dependencies=[Depends(_loopback_only)])
+    app.add_middleware(BodyLimit)
+    return app

@@ -1,0 +1,71 @@
+"""The backend's shared context: config, store, school time, events, gateway."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from epay_tui.api.clock import Clock
+from epay_tui.server.config import SchoolTime, ServerConfig
+from epay_tui.server.events import OrderEvents
+from epay_tui.server.store import Store
+
+log = logging.getLogger("epay_tui.server")
+
+
+class KeyedLocks:
+    """One re-entrant lock per key (an order number): serialises one order's steps."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks[key]
+        with lock:
+            yield
+
+
+class Backend:
+    """What every part of the server works with; built once per app."""
+
+    def __init__(self, config: ServerConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.store = Store(config.db_path)
+        self.time = SchoolTime(clock, config.timezone, config.payment_hours)
+        self.events = OrderEvents()
+        self.order_locks = KeyedLocks()
+        self.notify_secret = self.store.secret("gateway_notify_secret")
+        self.code_secret = self.store.secret("reset_code_secret")
+        self.internal_url = f"http://{config.host}:{config.port}"
+        from epay_tui.server.gateway import SandboxGateway
+
+        self.gateway = SandboxGateway(self)
+
+    @property
+    def public_url(self) -> str:
+        return (self.config.public_url or self.internal_url).rstrip("/")
+
+    def audit(self, actor: str, action: str, target: str = "", detail: str | dict = "") -> None:
+        """Append to the audit log. Never pass a password, token or code here."""
+        text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
+        with self.store.write() as conn:
+            conn.execute(
+                "INSERT INTO audit(at, actor, action, target, detail) VALUES (?,?,?,?,?)",
+                (self.time.ts(), actor, action, target, text),
+            )
+        log.info("audit %s %s %s", actor, action, target)
+
+    def send_message(self, conn: sqlite3.Connection, channel: str, to: str, body: str) -> None:
+        """Queue an SMS or e-mail (the sandbox's outbox stands for the real senders)."""
+        conn.execute(
+            "INSERT INTO outbox(channel, to_addr, body, sent_at) VALUES (?,?,?,?)",
+            (channel, to, body, self.time.ts()),
+        )

@@ -1,0 +1,106 @@
+"""Captcha answers and PNG images that stay legible when shrunk to terminal half-blocks.
+
+The client shrinks the 160x60 image to 64x24 px (LANCZOS, grayscale, autocontrast) and
+draws it as 64x12 half-block cells, so the image uses big bold glyphs, dark ink on a
+light ground, little noise and an alphabet without confusable characters.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import secrets
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["CAPTCHA_ALPHABET", "HEIGHT", "WIDTH", "new_answer", "render_png"]
+
+# No 0/O/D/Q, 1/I/L/J/T, 2/Z, 5/S, 6/G/C, 8/B, U/V, M/N/W/H, E/F, K/X/Y, P/R.
+CAPTCHA_ALPHABET = "3479ACEHKMPRWXY"
+
+WIDTH, HEIGHT = 160, 60
+_MARGIN = 6  # px left and right of the glyph row
+_FONT_SIZE = 46
+_STROKE = 2  # px; turns the default (regular) font bold
+_MAX_ROTATION = 8.0  # degrees
+_MAX_SHIFT = 3  # px, vertical jitter per glyph
+_INK_RANGE = (15, 70)
+_GROUND_RANGE = (232, 252)
+
+
+def new_answer(length: int = 4) -> str:
+    """Return a random answer of ``length`` characters from ``CAPTCHA_ALPHABET``."""
+    if length < 1:
+        raise ValueError("length must be at least 1")
+    return "".join(secrets.choice(CAPTCHA_ALPHABET) for _ in range(length))
+
+
+def render_png(answer: str, seed: int | None = None, *, noise: bool = True) -> bytes:
+    """Render ``answer`` as a 160x60 grayscale PNG; the same ``seed`` gives the same bytes.
+
+    ``noise=False`` leaves out the lines and dots (for building reference glyphs).
+    """
+    text = answer.upper()
+    if not text or any(ch not in CAPTCHA_ALPHABET for ch in text):
+        raise ValueError("answer must be non-empty and use only CAPTCHA_ALPHABET")
+    rng = random.Random(secrets.randbits(64) if seed is None else seed)  # noqa: S311 - layout jitter only
+
+    ground = rng.randint(*_GROUND_RANGE)
+    ink = rng.randint(*_INK_RANGE)
+    image = Image.new("L", (WIDTH, HEIGHT), ground)
+    draw = ImageDraw.Draw(image)
+    if noise:
+        for _ in range(2):  # thin mid-grey lines across the row, under the glyphs
+            y0, y1 = rng.randint(8, HEIGHT - 8), rng.randint(8, HEIGHT - 8)
+            draw.line([(0, y0), (WIDTH - 1, y1)], fill=rng.randint(130, 170), width=1)
+
+    slot = (WIDTH - 2 * _MARGIN) / len(text)
+    box = (int((WIDTH - 2 * _MARGIN) / max(len(text), 4)), HEIGHT - 2 * _MAX_SHIFT)
+    for i, ch in enumerate(text):
+        glyph = _glyph_mask(ch).copy()
+        glyph.thumbnail(box, Image.Resampling.LANCZOS)  # same glyph size alone or in a row
+        glyph = glyph.rotate(
+            rng.uniform(-_MAX_ROTATION, _MAX_ROTATION), Image.Resampling.BICUBIC, expand=True
+        )
+        x = round(_MARGIN + slot * i + (slot - glyph.width) / 2)
+        y = (HEIGHT - glyph.height) // 2 + rng.randint(-_MAX_SHIFT, _MAX_SHIFT)
+        y = min(max(y, 0), HEIGHT - glyph.height)
+        image.paste(ink, (x, y), glyph)
+
+    if noise:
+        for _ in range(30):  # single-pixel speckles, light and dark
+            xy = (rng.randrange(WIDTH), rng.randrange(HEIGHT))
+            draw.point(xy, fill=rng.choice((ink + 60, ground - 70)))
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+@lru_cache(maxsize=64)
+def _glyph_mask(ch: str) -> Image.Image:
+    """Return a tight ``L`` mask (255 = ink) of one bold glyph, about 44 px tall."""
+    font = _font()
+    if isinstance(font, ImageFont.FreeTypeFont):
+        left, top, right, bottom = font.getbbox(ch, stroke_width=_STROKE)
+        mask = Image.new("L", (right - left, bottom - top), 0)
+        ImageDraw.Draw(mask).text(
+            (-left, -top), ch, font=font, fill=255, stroke_width=_STROKE, stroke_fill=255
+        )
+        return mask
+    # Pillow without FreeType: enlarge the built-in bitmap font.
+    left, top, right, bottom = font.getbbox(ch)
+    small = Image.new("L", (right - left + 2, bottom - top + 2), 0)
+    draw = ImageDraw.Draw(small)
+    for dx in (0, 1):  # poor man's bold
+        draw.text((1 - left + dx, 1 - top), ch, font=font, fill=255)
+    scale = (_FONT_SIZE - 4) / small.height
+    size = (round(small.width * scale), round(small.height * scale))
+    return small.resize(size, Image.Resampling.BILINEAR)
+
+
+@lru_cache(maxsize=1)
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled scalable font (no files or network needed)."""
+    return ImageFont.load_default(size=_FONT_SIZE)

@@ -1,0 +1,82 @@
+"""The reference backend's settings and the shared context its parts work in."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from epay_tui.api.clock import Clock, SystemClock
+from epay_tui.api.rules import PaymentHours, parse_payment_hours
+
+DEMO_SCHOOL = "常州工程职业技术学院"
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``epay-tui serve`` can set; defaults are the demo's."""
+
+    db_path: str = ":memory:"
+    demo_data: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8000
+    order_ttl_seconds: int = 900
+    payment_hours: PaymentHours = field(default_factory=lambda: parse_payment_hours("08:00-22:00"))
+    public_url: str | None = None
+    dev_hooks: bool = False
+    timezone: str = "Asia/Shanghai"
+    school: str = DEMO_SCHOOL
+    payee: str = DEMO_SCHOOL
+    session_idle_seconds: int = 30 * 60
+    lock_after_failures: int = 5
+    lock_seconds: int = 15 * 60
+    tick_seconds: float = 0.2
+    """How often (real time) expiry and due gateway notifies are swept."""
+
+    def __post_init__(self) -> None:
+        if self.dev_hooks and not is_loopback(self.host):
+            raise ValueError("--dev-hooks is only allowed on a loopback address")
+        if self.order_ttl_seconds <= 0:
+            raise ValueError("--order-ttl must be positive")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class SchoolTime:
+    """The server's clock seen in the school's timezone: hours, days, deadlines."""
+
+    def __init__(self, clock: Clock | None, timezone: str, hours: PaymentHours) -> None:
+        self.clock = clock or SystemClock()
+        self.zone = ZoneInfo(timezone)
+        self.hours = hours
+
+    def now(self) -> datetime:
+        return self.clock.now().astimezone(self.zone)
+
+    def ts(self) -> float:
+        return self.clock.now().timestamp()
+
+    def at(self, ts: float) -> datetime:
+        return datetime.fromtimestamp(ts, self.zone)
+
+    def open_now(self) -> bool:
+        return self.hours.is_open(self.now())
+
+    def todays_close(self) -> float:
+        """Timestamp of today's closing time (``24:00`` is next midnight)."""
+        midnight = self.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        return (midnight + timedelta(minutes=self.hours.closes_minute)).timestamp()
+
+    def day_bounds(self, day: datetime | None = None) -> tuple[float, float]:
+        start = (day or self.now()).replace(hour=0, minute=0, second=0, microsecond=0)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=self.zone)
+        return start.timestamp(), (start + timedelta(days=1)).timestamp()

@@ -1,0 +1,110 @@
+"""The deterministic demo college of api.md."""
+
+from __future__ import annotations
+
+from epay_tui.server import security
+from epay_tui.server.backend import Backend
+
+CURRENT_TAG, PREVIOUS_TAG = "2026-2027学年", "2025-2026学年"
+FEES = (  # code, name, kind, amount in fen
+    ("tuition", "学费", "tuition", 650000),
+    ("accommodation", "住宿费", "accommodation", 120000),
+    ("textbook", "教材费", "agency", 42000),
+    ("insurance", "保险费", "agency", 15000),
+    ("medical", "体检费", "agency", 6000),
+)
+FISCAL_CODES = ("tuition", "accommodation")
+CLASS = {
+    "department": "智能制造学院",
+    "major": "机电一体化技术",
+    "class_name": "机电2401",
+    "grade": "2024",
+}
+STUDENTS = (
+    # username, name, id_card_no, password, phone, email, paid codes (current year)
+    (
+        "2024010001",
+        "张伟",
+        "320402200603152018",
+        "152018Czgc",
+        "13800000001",
+        "zhangwei@example.edu.cn",
+        (),
+    ),
+    ("2024010002", "李娜", "320411200511083429", "Lina2026pay", "1380000", None, ()),
+    (
+        "2024010003",
+        "王磊",
+        "320481200607221573",
+        "123456",
+        "13800000003",
+        "wanglei@example.edu.cn",
+        (),
+    ),
+    (
+        "2024010004",
+        "陈静",
+        "320402200512304610",
+        "Chenjing2026",
+        "13800000004",
+        "chenjing@example.edu.cn",
+        FISCAL_CODES,
+    ),
+)
+STAFF = (("helpdesk01", "服务台", "Helpdesk2026"),)
+
+
+def item_id(username: str, tag: str, code: str) -> str:
+    return f"{username}-{tag[:4]}-{code}"
+
+
+def seed(backend: Backend) -> None:
+    """Fill an empty store with the demo students, their fees and the staff account."""
+    with backend.store.write() as conn:
+        for username, name, id_card, password, phone, email, paid in STUDENTS:
+            conn.execute(
+                "INSERT INTO users(username, name, role, id_card_no, password_hash, department,"
+                " major, class_name, grade, phone, email) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    username,
+                    name,
+                    "student",
+                    id_card,
+                    security.hash_password(password),
+                    CLASS["department"],
+                    CLASS["major"],
+                    CLASS["class_name"],
+                    CLASS["grade"],
+                    phone,
+                    email,
+                ),
+            )
+            add_fees(conn, username, CURRENT_TAG, 0, paid)
+            if username == "2024010001":
+                add_fees(conn, username, PREVIOUS_TAG, 1, FISCAL_CODES, only=FISCAL_CODES)
+        for username, name, password in STAFF:
+            conn.execute(
+                "INSERT INTO users(username, name, role, password_hash) VALUES (?,?,?,?)",
+                (username, name, "staff", security.hash_password(password)),
+            )
+
+
+def add_fees(conn, username: str, tag: str, rank: int, paid=(), only=None) -> None:
+    for position, (code, name, kind, amount) in enumerate(FEES):
+        if only is not None and code not in only:
+            continue
+        conn.execute(
+            "INSERT INTO fee_items(id, username, tag, tag_rank, position, name, kind, amount_due,"
+            " amount_paid) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                item_id(username, tag, code),
+                username,
+                tag,
+                rank,
+                position,
+                name,
+                kind,
+                amount,
+                amount if code in paid else 0,
+            ),
+        )

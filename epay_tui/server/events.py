@@ -1,0 +1,47 @@
+"""Wake long polls when an order changes, from any thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import defaultdict
+
+
+class OrderEvents:
+    """Per-order change signals for ``GET /orders/{no}?wait=``.
+
+    ``publish`` may be called from worker threads; waiters live on the server's
+    event loop and are woken with ``call_soon_threadsafe``.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = (
+            defaultdict(set)
+        )
+        self._lock = threading.Lock()
+
+    def subscribe(self, order_no: str) -> asyncio.Event:
+        event = asyncio.Event()
+        with self._lock:
+            self._waiters[order_no].add((asyncio.get_running_loop(), event))
+        return event
+
+    def unsubscribe(self, order_no: str, event: asyncio.Event) -> None:
+        with self._lock:
+            waiters = self._waiters.get(order_no)
+            if waiters is None:
+                return
+            waiters.discard((asyncio.get_running_loop(), event))
+            if not waiters:
+                del self._waiters[order_no]
+
+    def publish(self, order_no: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(order_no, ()))
+        for loop, event in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+    def waiting(self) -> int:
+        with self._lock:
+            return sum(len(w) for w in self._waiters.values())

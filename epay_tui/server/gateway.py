@@ -1,0 +1,280 @@
+"""The payment-gateway sandbox: WeChat Pay, Alipay and CCB behave alike.
+
+It plays the outside party: it keeps its own trades, answers queries and close
+requests as a real gateway would (a trade whose money is on its way refuses to
+close), and tells the backend of payments by signed notifies over real HTTP. The
+backend speaks to it only through ``create_trade``, ``query``, ``close`` and
+``statement`` -- the interface a real adapter would implement.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Literal
+
+import httpx
+
+from epay_tui.api import errors, models
+from epay_tui.server import security
+
+if TYPE_CHECKING:
+    from epay_tui.server.backend import Backend
+
+log = logging.getLogger("epay_tui.server.gateway")
+
+CloseResult = Literal["closed", "paid", "in_progress"]
+PAYING = "PAYING"
+"""Internal state of a ``slow`` payment: money left the payer, the bank has not answered."""
+
+_TXN_PREFIX = {"wechat": "4200", "alipay": "2026", "ccb": "1050"}
+
+
+@dataclass(frozen=True)
+class TradeView:
+    """What a query answers about a trade."""
+
+    trade_no: str
+    order_no: str
+    channel: str
+    amount: int
+    state: str
+    transaction_id: str | None
+    paid_at: float | None
+
+
+class SandboxGateway:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.store = backend.store
+        self.http: httpx.AsyncClient | None = None
+
+    # ----------------------------------------------------------------- merchant side
+    def create_trade(
+        self,
+        order_no: str,
+        channel: str,
+        amount: int,
+        payee: str,
+        items: list[dict],
+        expires_at: float,
+    ) -> tuple[str, str]:
+        """Open a trade for an order; returns ``(trade_no, qr_url)``."""
+        trade_no = f"T{secrets.token_hex(8)}"
+        pay_token = secrets.token_urlsafe(9)
+        with self.store.write() as conn:
+            conn.execute(
+                "INSERT INTO gw_trades(trade_no, pay_token, order_no, channel, amount, payee,"
+                " items, state, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    trade_no,
+                    pay_token,
+                    order_no,
+                    channel,
+                    amount,
+                    payee,
+                    json.dumps(items, ensure_ascii=False),
+                    "NOTPAY",
+                    self.backend.time.ts(),
+                    expires_at,
+                ),
+            )
+        return trade_no, f"{self.backend.public_url}/sandbox/pay/{pay_token}"
+
+    def query(self, trade_no: str) -> TradeView:
+        """The trade as the gateway sees it now (a settled slow payment becomes SUCCESS)."""
+        self._settle_due()
+        with self.store.read() as conn:
+            row = conn.execute("SELECT * FROM gw_trades WHERE trade_no=?", (trade_no,)).fetchone()
+        if row is None:
+            raise errors.TradeNotFound()
+        state = "NOTPAY" if row["state"] == PAYING else row["state"]
+        return TradeView(
+            row["trade_no"],
+            row["order_no"],
+            row["channel"],
+            row["amount"],
+            state,
+            row["transaction_id"] if state == "SUCCESS" else None,
+            row["paid_at"] if state == "SUCCESS" else None,
+        )
+
+    def close(self, trade_no: str) -> CloseResult:
+        """Close a trade so no more money can come in: ``closed``, ``paid`` or ``in_progress``."""
+        self._settle_due()
+        with self.store.write() as conn:
+            row = conn.execute(
+                "SELECT state FROM gw_trades WHERE trade_no=?", (trade_no,)
+            ).fetchone()
+            if row is None or row["state"] == "CLOSED":
+                return "closed"
+            if row["state"] == "SUCCESS":
+                return "paid"
+            if row["state"] == PAYING:
+                return "in_progress"
+            conn.execute("UPDATE gw_trades SET state='CLOSED' WHERE trade_no=?", (trade_no,))
+        return "closed"
+
+    def statement(self, day: date) -> models.Statement:
+        """The gateway's successful trades whose payment fell on ``day`` (school time)."""
+        self._settle_due()
+        start = datetime(day.year, day.month, day.day, tzinfo=self.backend.time.zone).timestamp()
+        with self.store.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM gw_trades WHERE state='SUCCESS' AND paid_at>=? AND paid_at<?"
+                " ORDER BY paid_at",
+                (start, start + 86400),
+            ).fetchall()
+        return models.Statement(
+            date=day,
+            trades=[
+                models.StatementTrade(
+                    trade_no=r["trade_no"],
+                    order_no=r["order_no"],
+                    channel=r["channel"],
+                    amount=r["amount"],
+                    transaction_id=r["transaction_id"],
+                    paid_at=self.backend.time.at(r["paid_at"]),
+                )
+                for r in rows
+            ],
+        )
+
+    # ----------------------------------------------------------------- payer side
+    def trade_by_token(self, pay_token: str) -> dict:
+        """The trade behind a pay page; raises TRADE_NOT_FOUND/CLOSED/PAID for the page."""
+        self._settle_due()
+        with self.store.read() as conn:
+            row = conn.execute("SELECT * FROM gw_trades WHERE pay_token=?", (pay_token,)).fetchone()
+        if row is None:
+            raise errors.TradeNotFound()
+        trade = dict(row)
+        if trade["state"] in ("SUCCESS", PAYING):
+            raise errors.TradePaid(
+                trade_state="SUCCESS" if trade["state"] == "SUCCESS" else "NOTPAY"
+            )
+        if trade["state"] == "CLOSED" or trade["expires_at"] <= self.backend.time.ts():
+            raise errors.TradeClosed()
+        return trade
+
+    def pay(self, pay_token: str, body: models.SandboxPayRequest) -> models.SandboxPayResult:
+        """The payer's answer on the phone: success, slow (bank busy) or declined."""
+        if body.outcome == "slow" and body.notify == "delay":
+            raise errors.ValidationFailed(fields={"notify": "delay does not apply to slow"})
+        now = self.backend.time.ts()
+        with self.store.write() as conn:
+            trade = self.trade_by_token(pay_token)
+            if body.outcome == "declined":
+                conn.execute(
+                    "UPDATE gw_trades SET state='PAYERROR' WHERE trade_no=?", (trade["trade_no"],)
+                )
+                return models.SandboxPayResult(trade_state="PAYERROR")
+            settles_at = now + body.delay_seconds if body.outcome == "slow" else now
+            conn.execute(
+                "UPDATE gw_trades SET state=?, settles_at=?, notify_mode=?, transaction_id=?"
+                " WHERE trade_no=?",
+                (
+                    PAYING,
+                    settles_at,
+                    body.notify,
+                    self._transaction_id(trade["channel"]),
+                    trade["trade_no"],
+                ),
+            )
+            if body.outcome == "success":
+                notify_at = now + body.delay_seconds if body.notify == "delay" else now
+                self._settle(conn, trade["trade_no"], settles_at, body.notify, notify_at)
+        return models.SandboxPayResult(
+            trade_state="SUCCESS" if body.outcome == "success" else "NOTPAY"
+        )
+
+    @staticmethod
+    def _transaction_id(channel: str) -> str:
+        return _TXN_PREFIX[channel] + f"{secrets.randbelow(10**24):024d}"
+
+    def _settle(self, conn, trade_no: str, paid_at: float, mode: str, notify_at: float) -> None:
+        conn.execute(
+            "UPDATE gw_trades SET state='SUCCESS', paid_at=? WHERE trade_no=?", (paid_at, trade_no)
+        )
+        copies = {"drop": 0, "duplicate": 2}.get(mode, 1)
+        for _ in range(copies):
+            conn.execute(
+                "INSERT INTO gw_notifies(trade_no, due_at) VALUES (?,?)", (trade_no, notify_at)
+            )
+
+    def _settle_due(self) -> None:
+        """Slow payments whose bank answer has arrived become SUCCESS (and notify)."""
+        now = self.backend.time.ts()
+        with self.store.read() as conn:
+            due = conn.execute(
+                "SELECT 1 FROM gw_trades WHERE state=? AND settles_at<=? LIMIT 1", (PAYING, now)
+            ).fetchone()
+        if due is None:
+            return
+        with self.store.write() as conn:
+            rows = conn.execute(
+                "SELECT trade_no, settles_at, notify_mode FROM gw_trades"
+                " WHERE state=? AND settles_at<=?",
+                (PAYING, now),
+            ).fetchall()
+            for row in rows:
+                self._settle(
+                    conn, row["trade_no"], row["settles_at"], row["notify_mode"], row["settles_at"]
+                )
+
+    # ----------------------------------------------------------------- notifies
+    def take_due_notifies(self) -> list[tuple[str, bytes]]:
+        """Claim the notifies that are due; returns ``(channel, signed body)`` pairs."""
+        self._settle_due()
+        now = self.backend.time.ts()
+        with self.store.write() as conn:
+            rows = conn.execute(
+                "UPDATE gw_notifies SET state='sent' WHERE state='pending' AND due_at<=?"
+                " RETURNING trade_no",
+                (now,),
+            ).fetchall()
+            trades = [
+                conn.execute(
+                    "SELECT * FROM gw_trades WHERE trade_no=?", (r["trade_no"],)
+                ).fetchone()
+                for r in rows
+            ]
+        return [(t["channel"], self.notify_body(t)) for t in trades]
+
+    def notify_body(self, trade) -> bytes:
+        return json.dumps(
+            {
+                "trade_no": trade["trade_no"],
+                "order_no": trade["order_no"],
+                "channel": trade["channel"],
+                "amount": trade["amount"],
+                "trade_state": "SUCCESS",
+                "transaction_id": trade["transaction_id"],
+                "paid_at": self.backend.time.at(trade["paid_at"]).isoformat(),
+            },
+            ensure_ascii=False,
+        ).encode()
+
+    async def send_notify(self, channel: str, body: bytes) -> int:
+        """POST one signed notify to the backend, over HTTP like a real gateway."""
+        if self.http is None:
+            self.http = httpx.AsyncClient(timeout=10.0)
+        signature = security.sign(self.backend.notify_secret, body)
+        try:
+            response = await self.http.post(
+                f"{self.backend.internal_url}/api/v1/gateway/notify/{channel}",
+                content=body,
+                headers={"X-Sandbox-Signature": signature, "Content-Type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            log.warning("notify for %s not delivered: %s", channel, exc)
+            return 0
+        return response.status_code
+
+    async def aclose(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None

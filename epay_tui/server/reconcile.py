@@ -1,0 +1,92 @@
+"""Reconciliation: the gateway's daily statement against the recorded orders."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from epay_tui.api import errors, models
+from epay_tui.server import payments
+from epay_tui.server.backend import Backend
+
+
+def reconcile(backend: Backend, day: date, actor: str) -> models.ReconcileResult:
+    """Paid at the gateway but unrecorded -> paid; awaiting with no payment -> released."""
+    statement = backend.gateway.statement(day)
+    matched, recovered, released = 0, [], []
+    discrepancies: list[models.Discrepancy] = []
+    paid_orders = set()
+    for trade in statement.trades:
+        paid_orders.add(trade.order_no)
+        try:
+            order = payments.get_order(backend, trade.order_no, None)
+        except errors.OrderNotFound:
+            discrepancies.append(
+                models.Discrepancy(
+                    order_no=trade.order_no, kind="unknown_order", detail=trade.trade_no
+                )
+            )
+            continue
+        if order.transaction_id == trade.transaction_id:
+            matched += 1
+            continue
+        with backend.order_locks.hold(trade.order_no):
+            done = payments.record_payment(
+                backend,
+                trade.order_no,
+                trade.trade_no,
+                trade.transaction_id,
+                trade.paid_at.timestamp(),
+                trade.amount,
+                "reconcile",
+            )
+        if done:
+            recovered.append(trade.order_no)
+        else:
+            discrepancies.append(
+                models.Discrepancy(
+                    order_no=trade.order_no,
+                    kind=f"unrecorded_{order.status}",
+                    detail=f"trade {trade.trade_no} {trade.amount} {trade.transaction_id}",
+                )
+            )
+    end = datetime(day.year, day.month, day.day, tzinfo=backend.time.zone).timestamp() + 86400
+    with backend.store.read() as conn:
+        waiting = conn.execute(
+            "SELECT * FROM orders WHERE status='awaiting_confirmation' AND created_at<?", (end,)
+        ).fetchall()
+    for row in waiting:
+        if row["order_no"] in paid_orders:
+            continue
+        with backend.order_locks.hold(row["order_no"]):
+            outcome = payments.close_awaiting(backend, row["order_no"])
+        if outcome == "closed":
+            released.append(row["order_no"])
+        elif outcome == "paid":
+            recovered.append(row["order_no"])
+        elif outcome == "in_progress":
+            discrepancies.append(
+                models.Discrepancy(
+                    order_no=row["order_no"],
+                    kind="in_progress",
+                    detail="the gateway reports a payment in progress",
+                )
+            )
+    result = models.ReconcileResult(
+        date=day,
+        matched=matched,
+        recovered=recovered,
+        released=released,
+        discrepancies=discrepancies,
+    )
+    backend.audit(
+        actor,
+        "staff.reconcile",
+        day.isoformat(),
+        {
+            "matched": matched,
+            "recovered": recovered,
+            "released": released,
+            "discrepancies": len(discrepancies),
+        },
+    )
+    return result

@@ -1,0 +1,142 @@
+"""The gateway sandbox's pages and calls, the notify endpoint, and the dev hooks."""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import date
+from typing import Annotated
+
+import pydantic
+from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from epay_tui.api import errors, models, rules
+from epay_tui.server import accounts, payments, security
+from epay_tui.server.deps import BackendDep, error_responses
+
+router = APIRouter(tags=["sandbox"])
+
+
+@router.get(
+    "/sandbox/pay/{pay_token}",
+    response_class=HTMLResponse,
+    responses=error_responses(errors.TradeNotFound, errors.TradeClosed, errors.TradePaid),
+)
+def pay_page(pay_token: str, backend: BackendDep) -> HTMLResponse:
+    """What a phone shows after scanning: payee, amount, items, Pay and Decline."""
+    try:
+        trade = backend.gateway.trade_by_token(pay_token)
+    except errors.ApiError as exc:
+        return HTMLResponse(_page(_PAGE_WORDS[exc.code], ""), status_code=exc.status)
+    items = "".join(
+        f"<li>{html.escape(i['name'])} {rules.format_fen(i['amount'])}</li>"
+        for i in json.loads(trade["items"])
+    )
+    body = (
+        f"<p>收款方 Payee: <b>{html.escape(trade['payee'])}</b></p>"
+        f"<p class=amount>{rules.format_fen(trade['amount'])}</p><ul>{items}</ul>"
+        f"<p>渠道 Channel: {html.escape(trade['channel'])}"
+        f" · 订单 Order {html.escape(trade['order_no'])}</p>"
+        "<button onclick=\"go('success')\">支付 Pay</button> "
+        "<button onclick=\"go('declined')\">拒绝 Decline</button><p id=r></p>"
+        "<script>function go(o){fetch(location.pathname,{method:'POST',"
+        "headers:{'Content-Type':'application/json'},body:JSON.stringify({outcome:o})})"
+        ".then(r=>r.json()).then(j=>{document.getElementById('r').textContent="
+        "j.trade_state||(j.error&&j.error.message)})}</script>"
+    )
+    return HTMLResponse(_page("沙箱支付 Sandbox payment", body))
+
+
+_PAGE_WORDS = {
+    "TRADE_NOT_FOUND": "没有这笔交易 No such payment",
+    "TRADE_CLOSED": "交易已关闭 This payment is closed",
+    "TRADE_PAID": "已支付 Already paid",
+}
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang=zh><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width'>"
+        f"<title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>{body}</html>"
+    )
+
+
+@router.post(
+    "/sandbox/pay/{pay_token}",
+    response_model=models.SandboxPayResult,
+    responses=error_responses(errors.TradeNotFound, errors.TradeClosed, errors.TradePaid),
+)
+async def pay(
+    pay_token: str, body: models.SandboxPayRequest, backend: BackendDep
+) -> models.SandboxPayResult:
+    """The payer's outcome; the notify follows as chosen (now, delay, drop, duplicate)."""
+    result = await run_in_threadpool(backend.gateway.pay, pay_token, body)
+    await request_dispatch(backend)
+    return result
+
+
+async def request_dispatch(backend) -> None:
+    """Send the notifies that are due now, without waiting for the next tick."""
+    for channel, raw in await run_in_threadpool(backend.gateway.take_due_notifies):
+        await backend.gateway.send_notify(channel, raw)
+
+
+@router.get("/sandbox/statement", response_model=models.Statement)
+def statement(date: date, backend: BackendDep) -> models.Statement:
+    """The gateway's successful trades on ``date`` (school time)."""
+    return backend.gateway.statement(date)
+
+
+@router.post(
+    "/api/v1/gateway/notify/{channel}",
+    responses=error_responses(errors.BadSignature, errors.AmountMismatch, errors.OrderNotFound),
+    tags=["gateway"],
+)
+async def notify(
+    channel: models.Channel,
+    request: Request,
+    backend: BackendDep,
+    x_sandbox_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> dict:
+    """Signed gateway notify; the signature is checked on the raw body before parsing."""
+    raw = await request.body()
+    if not security.signature_ok(backend.notify_secret, raw, x_sandbox_signature):
+        raise errors.BadSignature()
+    try:
+        body = models.GatewayNotify.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        fields = {".".join(map(str, e["loc"])) or "body": e["msg"] for e in exc.errors()}
+        raise errors.ValidationFailed(fields=fields) from None
+    await run_in_threadpool(payments.handle_notify, backend, channel, body)
+    return {"code": "SUCCESS", "message": "OK"}
+
+
+# ---------------------------------------------------------------------------- dev hooks
+dev_router = APIRouter(tags=["dev-hooks"])
+
+
+@dev_router.get("/sandbox/captcha/latest", response_model=models.LatestCaptcha)
+def latest_captcha(backend: BackendDep) -> models.LatestCaptcha:
+    """The last captcha issued and its answer (``--dev-hooks`` only)."""
+    return accounts.latest_captcha(backend)
+
+
+@dev_router.get("/sandbox/outbox", response_model=models.Outbox)
+def outbox(backend: BackendDep) -> models.Outbox:
+    """Every SMS and e-mail sent, full addresses (``--dev-hooks`` only)."""
+    with backend.store.read() as conn:
+        rows = conn.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+    return models.Outbox(
+        messages=[
+            models.OutboxMessage(
+                channel=r["channel"],
+                to=r["to_addr"],
+                body=r["body"],
+                sent_at=backend.time.at(r["sent_at"]),
+            )
+            for r in rows
+        ]
+    )

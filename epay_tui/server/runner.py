@@ -1,0 +1,93 @@
+"""Run the backend: in a background thread (embedded default, tests) or in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import replace
+
+import uvicorn
+
+from epay_tui.api.clock import Clock
+from epay_tui.server.app import create_app
+from epay_tui.server.config import ServerConfig
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind first, so port 0 gives a free port that is known before the app is built."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn(app, access_log: bool) -> uvicorn.Server:
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=access_log,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            ws="none",
+        )
+    )
+
+
+class BackgroundServer:
+    """The backend on a loopback port in a daemon thread; ``url`` once started."""
+
+    def __init__(self, config: ServerConfig, clock: Clock | None = None) -> None:
+        self.sock = bind(config.host, config.port)
+        self.port = self.sock.getsockname()[1]
+        self.config = replace(config, port=self.port)
+        self.app = create_app(self.config, clock)
+        self.backend = self.app.state.backend
+        self.url = self.backend.internal_url
+        self._server = _uvicorn(self.app, access_log=False)
+        self._server.install_signal_handlers = lambda: None  # not the main thread
+        self._thread = threading.Thread(target=self._run, name="epay-backend", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self.sock]))
+
+    def start(self, timeout: float = 15.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the backend did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self.backend.store.close()
+        self.sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(config: ServerConfig, announce=print) -> None:
+    """``epay-tui serve``: bind, say where in one line, serve until interrupted."""
+    sock = bind(config.host, config.port)
+    config = replace(config, port=sock.getsockname()[1])
+    app = create_app(config)
+    backend = app.state.backend
+    announce(
+        f"epay-tui backend listening on {backend.internal_url} (public {backend.public_url},"
+        f" db {config.db_path}, payment hours {config.payment_hours}"
+        f"{', dev hooks' if config.dev_hooks else ''})"
+    )
+    server = _uvicorn(app, access_log=False)
+    asyncio.run(server.serve(sockets=[sock]))

@@ -1,0 +1,101 @@
+"""Shared fixtures: a live reference backend on a free loopback port, a movable clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from epay_tui.api.client import ApiClient
+from epay_tui.api.clock import ManualClock
+from epay_tui.api.rules import parse_payment_hours
+from epay_tui.server.config import ServerConfig
+from epay_tui.server.runner import BackgroundServer
+
+SCHOOL_TZ = ZoneInfo("Asia/Shanghai")
+TEN_AM = datetime(2026, 11, 26, 10, 0, tzinfo=SCHOOL_TZ)
+
+ZHANG = ("2024010001", "152018Czgc")  # initial password
+LI = ("2024010002", "Lina2026pay")  # phone invalid, no e-mail
+WANG = ("2024010003", "123456")  # weak password
+CHEN = ("2024010004", "Chenjing2026")  # tuition and accommodation paid
+STAFF = ("helpdesk01", "Helpdesk2026")
+
+
+@pytest.fixture(autouse=True)
+def _private_dirs(tmp_path, monkeypatch) -> None:
+    """Never read or write the developer's own config, data or keyring."""
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """School time 10:00 on a term day, moved only by the test."""
+    return ManualClock(TEN_AM)
+
+
+@pytest.fixture
+def server_config() -> ServerConfig:
+    """Override in a test module (or parametrize) to change TTL, hours, ..."""
+    return ServerConfig(
+        demo_data=True,
+        dev_hooks=True,
+        host="127.0.0.1",
+        port=0,
+        payment_hours=parse_payment_hours("08:00-22:00"),
+        tick_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def server(server_config: ServerConfig, clock: ManualClock) -> Iterator[BackgroundServer]:
+    with BackgroundServer(server_config, clock) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: BackgroundServer) -> AsyncIterator[ApiClient]:
+    """An anonymous client of the live backend."""
+    async with ApiClient(server.url) as api:
+        yield api
+
+
+LoginFn = Callable[..., Awaitable[ApiClient]]
+
+
+@pytest.fixture
+async def login(server: BackgroundServer) -> AsyncIterator[LoginFn]:
+    """``await login(username, password, new_password=None)`` -> a logged-in ApiClient.
+
+    Each call is a separate device (its own client and session). With
+    ``new_password`` the forced change after an initial/weak password is done too.
+    """
+    opened: list[ApiClient] = []
+
+    async def _login(username: str, password: str, new_password: str | None = None) -> ApiClient:
+        api = ApiClient(server.url)
+        opened.append(api)
+        await solve_login(api, username, password)
+        if new_password:
+            await api.change_password(password, new_password)
+        return api
+
+    yield _login
+    for api in opened:
+        await api.aclose()
+
+
+async def solve_captcha(api: ApiClient) -> tuple[str, str]:
+    """Fetch a captcha and read its answer from the dev hook, as a test may."""
+    await api.new_captcha()
+    latest = await api.latest_captcha()
+    return latest.captcha_id, latest.answer
+
+
+async def solve_login(api: ApiClient, username: str, password: str):
+    captcha_id, answer = await solve_captcha(api)
+    return await api.login(username, password, captcha_id, answer)
