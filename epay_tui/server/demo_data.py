@@ -62,23 +62,7 @@ def seed(backend: Backend) -> None:
     """Fill an empty store with the demo students, their fees and the staff account."""
     with backend.store.write() as conn:
         for username, name, id_card, password, phone, email, paid in STUDENTS:
-            conn.execute(
-                "INSERT INTO users(username, name, role, id_card_no, password_hash, department,"
-                " major, class_name, grade, phone, email) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    username,
-                    name,
-                    "student",
-                    id_card,
-                    security.hash_password(password),
-                    CLASS["department"],
-                    CLASS["major"],
-                    CLASS["class_name"],
-                    CLASS["grade"],
-                    phone,
-                    email,
-                ),
-            )
+            add_student(conn, username, name, id_card, password, phone, email)
             add_fees(conn, username, CURRENT_TAG, 0, paid)
             if username == "2024010001":
                 add_fees(conn, username, PREVIOUS_TAG, 1, FISCAL_CODES, only=FISCAL_CODES)
@@ -87,6 +71,54 @@ def seed(backend: Backend) -> None:
                 "INSERT INTO users(username, name, role, password_hash) VALUES (?,?,?,?)",
                 (username, name, "staff", security.hash_password(password)),
             )
+
+
+def add_student(
+    conn,
+    username: str,
+    name: str,
+    id_card: str,
+    password: str,
+    phone: str | None,
+    email: str | None,
+) -> None:
+    conn.execute(
+        "INSERT INTO users(username, name, role, id_card_no, password_hash, department,"
+        " major, class_name, grade, phone, email) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            username,
+            name,
+            "student",
+            id_card,
+            security.hash_password(password),
+            CLASS["department"],
+            CLASS["major"],
+            CLASS["class_name"],
+            CLASS["grade"],
+            phone,
+            email,
+        ),
+    )
+
+
+def add_load_students(backend: Backend, count: int, password: str) -> list[str]:
+    """Students for benchmarks: ``9{n:09d}``, valid contacts, the demo fees unpaid."""
+    names = []
+    with backend.store.write() as conn:
+        for n in range(count):
+            username = f"9{n:09d}"
+            add_student(
+                conn,
+                username,
+                f"学生{n}",
+                f"32040220060101{n % 10000:04d}",
+                password,
+                f"139{n:08d}",
+                f"s{n}@example.edu.cn",
+            )
+            add_fees(conn, username, CURRENT_TAG, 0)
+            names.append(username)
+    return names
 
 
 def add_fees(conn, username: str, tag: str, rank: int, paid=(), only=None) -> None:

@@ -513,7 +513,10 @@ def cancel(backend: Backend, session: Session, order_no: str) -> models.Order:
 
 
 def claim_paid(backend: Backend, session: Session, order_no: str) -> models.Order:
-    """ "I have paid": the gateway first; unpaid -> awaiting_confirmation, items kept locked."""
+    """Claim "I have paid": the gateway first; unpaid -> awaiting_confirmation, items locked."""
+    with backend.store.read() as conn:
+        _row(conn, order_no, session.username)
+    expire_if_due(backend, order_no)
     with backend.order_locks.hold(order_no):
         row = _open_row(backend, order_no, session.username)
         paid = row["pay_trade_no"] and _apply_trade(

@@ -63,19 +63,21 @@ async def get_order(
     status: models.OrderStatus | None = None,
 ) -> models.Order:
     """The order; with ``wait`` a long poll that answers once its status is not ``status``."""
-    order = await run_in_threadpool(payments.get_order, backend, order_no, session.username)
     if not wait:
-        return order
-    status = status or order.status
-    event = backend.events.subscribe(order_no)
+        return await run_in_threadpool(payments.get_order, backend, order_no, session.username)
+    event = backend.events.subscribe(order_no)  # before the first read: no change is missed
     try:
+        order = await run_in_threadpool(payments.get_order, backend, order_no, session.username)
+        status = status or order.status
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while order.status == status and (left := deadline - loop.time()) > 0:
-            event.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=left)
-            order = await run_in_threadpool(payments.get_order, backend, order_no, session.username)
+            event.clear()
+            order = await run_in_threadpool(
+                payments.get_order, backend, order_no, session.username
+            )
     finally:
         backend.events.unsubscribe(order_no, event)
     return order
@@ -125,5 +127,5 @@ def cancel(order_no: str, backend: BackendDep, session: StudentSession) -> model
     responses=error_responses(*AUTH_ERRORS, *NOT_OPEN),
 )
 def claim_paid(order_no: str, backend: BackendDep, session: StudentSession) -> models.Order:
-    """ "I have paid": paid at the gateway -> paid; otherwise awaiting_confirmation."""
+    """Claim "I have paid": paid at the gateway -> paid; otherwise awaiting_confirmation."""
     return payments.claim_paid(backend, session, order_no)
