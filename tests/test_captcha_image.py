@@ -9,8 +9,9 @@ from functools import cache
 from operator import mul
 
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageFont, ImageOps
 
+from epay_tui.server import captcha
 from epay_tui.server.captcha import CAPTCHA_ALPHABET, new_answer, render_png
 
 SMALL = (64, 24)  # what the client draws as 64x12 half-block cells
@@ -149,3 +150,18 @@ def test_noise_is_light() -> None:
             for a, b in zip(noisy.get_flattened_data(), clean.get_flattened_data(), strict=True)
         )
     assert 0 < changed < 0.05 * 160 * 60
+
+
+def test_bitmap_font_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow without FreeType: the enlarged bitmap font still gives a legible image."""
+    monkeypatch.setattr(captcha, "_font", ImageFont.load_default_imagefont)
+    captcha._glyph_mask.cache_clear()
+    templates.cache_clear()
+    try:
+        rng = random.Random(7)
+        answers = ["".join(rng.choice(CAPTCHA_ALPHABET) for _ in range(4)) for _ in range(10)]
+        hits = sum(read(render_png(a, seed=n), 4) == a for n, a in enumerate(answers))
+        assert hits >= 8
+    finally:
+        captcha._glyph_mask.cache_clear()
+        templates.cache_clear()

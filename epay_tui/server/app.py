@@ -54,6 +54,8 @@ def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(errors.RouteNotFound())
     if exc.status_code == 413:
         return _error(errors.PayloadTooLarge())
+    if exc.status_code == 400:  # an unreadable body (not UTF-8, broken form)
+        return _error(errors.ValidationFailed(fields={"body": "unreadable request body"}))
     return JSONResponse(
         {"error": {"code": f"HTTP_{exc.status_code}", "message": str(exc.detail), "details": {}}},
         status_code=exc.status_code,
@@ -66,7 +68,11 @@ def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``MAX_BODY_BYTES`` with 413, before any parsing."""
+    """Refuse request bodies over ``MAX_BODY_BYTES`` with 413, before any parsing.
+
+    A declared length is judged at once; a chunked body is read up to the limit
+    and then replayed to the app.
+    """
 
     def __init__(self, app) -> None:
         self.app = app
@@ -74,21 +80,31 @@ class BodyLimit:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            return await _error(errors.PayloadTooLarge())(scope, receive, send)
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                return await _error(errors.PayloadTooLarge())(scope, receive, send)
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > MAX_BODY_BYTES:
-                raise errors.PayloadTooLarge()
-            return message
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > MAX_BODY_BYTES:
+                return await _error(errors.PayloadTooLarge())(scope, receive, send)
+        replayed = False
 
-        return await self.app(scope, limited_receive, send)
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        return await self.app(scope, replay, send)
 
 
 def _loopback_only(request: Request) -> None:

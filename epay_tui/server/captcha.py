@@ -12,7 +12,7 @@ import random
 import secrets
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 __all__ = ["CAPTCHA_ALPHABET", "HEIGHT", "WIDTH", "new_answer", "render_png"]
 
@@ -93,15 +93,15 @@ def _glyph_mask(ch: str) -> Image.Image:
             (-left, -top), ch, font=font, fill=255, stroke_width=_STROKE, stroke_fill=255
         )
         return mask
-    # Pillow without FreeType: enlarge the built-in bitmap font.
+    # Pillow without FreeType: enlarge the built-in bitmap font, blocky but legible.
     left, top, right, bottom = font.getbbox(ch)
-    small = Image.new("L", (right - left + 2, bottom - top + 2), 0)
-    draw = ImageDraw.Draw(small)
-    for dx in (0, 1):  # poor man's bold
-        draw.text((1 - left + dx, 1 - top), ch, font=font, fill=255)
-    scale = (_FONT_SIZE - 4) / small.height
-    size = (round(small.width * scale), round(small.height * scale))
-    return small.resize(size, Image.Resampling.BILINEAR)
+    small = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(small).text((-left, -top), ch, font=font, fill=255)
+    scale = max(1, round(_FONT_SIZE * 0.8 / small.height))
+    big = small.resize(
+        (small.width * scale * 3 // 2, small.height * scale), Image.Resampling.NEAREST
+    )
+    return big.filter(ImageFilter.MaxFilter(3))  # a little bolder
 
 
 @lru_cache(maxsize=1)

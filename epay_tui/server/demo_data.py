@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from epay_tui.server import security
 from epay_tui.server.backend import Backend
 
@@ -54,6 +56,12 @@ STUDENTS = (
 STAFF = (("helpdesk01", "服务台", "Helpdesk2026"),)
 
 
+@cache
+def demo_hash(password: str) -> str:
+    """Demo passwords are public; hashing each once per process keeps test servers quick."""
+    return security.hash_password(password)
+
+
 def item_id(username: str, tag: str, code: str) -> str:
     return f"{username}-{tag[:4]}-{code}"
 
@@ -69,7 +77,7 @@ def seed(backend: Backend) -> None:
         for username, name, password in STAFF:
             conn.execute(
                 "INSERT INTO users(username, name, role, password_hash) VALUES (?,?,?,?)",
-                (username, name, "staff", security.hash_password(password)),
+                (username, name, "staff", demo_hash(password)),
             )
 
 
@@ -90,7 +98,7 @@ def add_student(
             name,
             "student",
             id_card,
-            security.hash_password(password),
+            demo_hash(password),
             CLASS["department"],
             CLASS["major"],
             CLASS["class_name"],
