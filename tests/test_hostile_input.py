@@ -1,7 +1,8 @@
 """Hostile input on every POST/PATCH route: never a 5xx, always the contract's error body.
 
-The routes are enumerated from the live app (``server.app.routes``), so a new route is
-covered without touching this file. Each write route gets malformed JSON, JSON that is not
+The routes are enumerated from the live app (``server.app.routes``, through FastAPI's
+``iter_route_contexts``, which unfolds the included routers), so a new route is covered
+without touching this file. Each write route gets malformed JSON, JSON that is not
 an object, a 1 MiB body, and its body schema (from the app's OpenAPI document) mutated one
 field at a time with very long strings, CJK/RTL/emoji/NUL/control characters,
 negative/huge numbers, wrong types and unknown fields: as an anonymous client, as the
@@ -9,9 +10,10 @@ student ZHANG (after the forced password change) and as the helpdesk. Unknown ro
 answer ``404 NOT_FOUND`` and wrong methods ``405``, both with the error body.
 
 Requests run concurrently (bounded), because every answer of the reference backend
-costs tens of milliseconds of latency on loopback; the requests that check the actor's
-own password, or end its session, run in one sequential lane per actor, so the lockout
-never triggers and the actor's token stays valid for the whole run.
+costs ~40 ms of latency on loopback. Requests that check the actor's own password run in
+a narrow lane that logs in again (resetting the failure count) long before a lockout, and
+requests to a logout-like route each end a throwaway session, so the actor's main token
+stays valid for the whole run (checked at the end).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from epay_tui.server.config import ServerConfig
 def bind(host: str, port: int) -> socket.socket:
     """Bind first, so port 0 gives a free port that is known before the app is built."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host.strip("[]"), port))
     sock.listen(512)

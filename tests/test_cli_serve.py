@@ -1,0 +1,255 @@
+"""``epay-tui serve`` as a real process: startup line, refusals, persistence across restarts.
+
+Each server is ``python -m epay_tui serve`` on a free loopback port; the startup line is
+read from its stdout with a deadline (no sleeps), and every process is killed at the end
+of its test, whatever happened.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ZHANG
+
+STARTUP_TIMEOUT = 30.0
+EXIT_TIMEOUT = 20.0
+ZHANG_NEW_PASSWORD = "Zhangwei2026x"
+ALWAYS_OPEN = ("--payment-hours", "00:00-24:00")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "epay_tui", "serve", *args]
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen
+    port: int
+    stdout_lines: queue.Queue
+    stderr_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def next_line(self, timeout: float = STARTUP_TIMEOUT) -> str | None:
+        """The next stdout line, or None at EOF; fails the test after ``timeout``."""
+        try:
+            return self.stdout_lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no line on stdout within {timeout} s; stderr: {self.stderr()}")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        self.process.terminate()
+        return self.process.wait(timeout=EXIT_TIMEOUT)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator:
+    """``launch(*args)`` starts ``epay-tui serve --port <free> *args`` and waits for its line."""
+    started: list[Served] = []
+
+    def _launch(*args: str) -> tuple[Served, str]:
+        port = free_port()
+        stderr_path = tmp_path / f"stderr-{len(started)}.txt"
+        with stderr_path.open("wb") as stderr:
+            process = subprocess.Popen(
+                serve_command("--port", str(port), *args),
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                cwd=tmp_path,
+                text=True,
+            )
+        lines: queue.Queue = queue.Queue()
+
+        def pump() -> None:
+            for line in process.stdout:
+                lines.put(line.rstrip("\n"))
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        served = Served(process, port, lines, stderr_path)
+        started.append(served)
+        line = served.next_line()
+        assert line is not None, f"exited {process.wait(EXIT_TIMEOUT)}: {served.stderr()}"
+        return served, line
+
+    yield _launch
+    for served in started:
+        if served.process.poll() is None:
+            served.process.kill()
+        served.process.wait(timeout=EXIT_TIMEOUT)
+        served.process.stdout.close()
+
+
+def refused(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run a serve command that must exit by itself (and kill it if it does not)."""
+    port = free_port()
+    try:
+        done = subprocess.run(
+            serve_command("--port", str(port), "--db", str(tmp_path / "db.sqlite3"), *args),
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=EXIT_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:  # run() has killed it already
+        pytest.fail(f"`serve {' '.join(args)}` did not exit: it is serving ({exc.stdout!r})")
+    with socket.socket() as sock:  # nothing was left listening on the port
+        sock.bind(("127.0.0.1", port))
+    return done
+
+
+def solved_captcha(http: httpx.Client) -> tuple[str, str]:
+    issued = http.post("/api/v1/captcha")
+    assert issued.status_code == 200, issued.text
+    latest = http.get("/sandbox/captcha/latest")
+    assert latest.status_code == 200, latest.text
+    assert latest.json()["captcha_id"] == issued.json()["captcha_id"]
+    return latest.json()["captcha_id"], latest.json()["answer"]
+
+
+def log_in(http: httpx.Client, username: str, password: str) -> httpx.Response:
+    captcha_id, answer = solved_captcha(http)
+    return http.post(
+        "/api/v1/auth/login",
+        json={
+            "username": username,
+            "password": password,
+            "captcha_id": captcha_id,
+            "captcha_answer": answer,
+        },
+    )
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error["code"], str) and isinstance(error["message"], str)
+    assert isinstance(error["details"], dict)
+    if code:
+        assert error["code"] == code, response.text
+
+
+# ---------------------------------------------------------------------------- tests
+def test_startup_line_says_where_it_listens_and_health_answers(launch, tmp_path):
+    served, line = launch("--db", str(tmp_path / "db.sqlite3"), "--demo-data")
+    assert f"listening on http://127.0.0.1:{served.port}" in line, line
+    health = httpx.get(f"{served.url}/healthz", timeout=10)
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok"}
+    served.stop()
+    assert served.next_line(timeout=EXIT_TIMEOUT) is None, "more than one line on stdout"
+
+
+def test_dev_hooks_on_a_non_loopback_host_is_refused(tmp_path):
+    done = refused(tmp_path, "--host", "0.0.0.0", "--dev-hooks")
+    assert done.returncode != 0
+    assert "listening" not in done.stdout and "http://" not in done.stdout, done.stdout
+    assert "dev-hooks" in done.stderr and "loopback" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("hours", "words"),
+    [("22:00-08:00", "open before they close"), ("25:00-26:00", "08:00-22:00")],
+)
+def test_impossible_payment_hours_are_refused_at_startup(tmp_path, hours, words):
+    done = refused(tmp_path, "--payment-hours", hours)
+    assert done.returncode != 0
+    assert "listening" not in done.stdout, done.stdout
+    assert "payment hours" in done.stderr and hours in done.stderr, done.stderr
+    assert words in done.stderr, done.stderr
+
+
+def test_latest_captcha_is_404_before_any_captcha(launch, tmp_path):
+    served, _ = launch("--db", str(tmp_path / "db.sqlite3"), "--demo-data", "--dev-hooks")
+    with httpx.Client(base_url=served.url, timeout=10) as http:
+        assert_error(http.get("/sandbox/captcha/latest"), 404)
+        captcha = http.post("/api/v1/captcha")
+        assert captcha.status_code == 200
+        latest = http.get("/sandbox/captcha/latest")
+        assert latest.status_code == 200
+        assert latest.json()["captcha_id"] == captcha.json()["captcha_id"]
+
+
+def test_latest_captcha_is_404_without_dev_hooks(launch, tmp_path):
+    served, line = launch("--db", str(tmp_path / "db.sqlite3"), "--demo-data")
+    assert "dev hooks" not in line
+    with httpx.Client(base_url=served.url, timeout=10) as http:
+        assert http.post("/api/v1/captcha").status_code == 200
+        assert_error(http.get("/sandbox/captcha/latest"), 404)
+        assert_error(http.get("/sandbox/outbox"), 404)
+
+
+def test_restart_on_the_same_db_keeps_orders_sessions_and_passwords(launch, tmp_path):
+    db = str(tmp_path / "db.sqlite3")
+    served, _ = launch("--db", db, "--demo-data", "--dev-hooks", *ALWAYS_OPEN)
+    with httpx.Client(base_url=served.url, timeout=10) as http:
+        login = log_in(http, *ZHANG)
+        assert login.status_code == 200, login.text
+        assert login.json()["password_issue"] == "initial"
+        auth = {"Authorization": f"Bearer {login.json()['token']}"}
+        changed = http.post(
+            "/api/v1/auth/password",
+            json={"old_password": ZHANG[1], "new_password": ZHANG_NEW_PASSWORD},
+            headers=auth,
+        )
+        assert changed.status_code == 204, changed.text
+        fees = http.get("/api/v1/fees", headers=auth)
+        assert fees.status_code == 200, fees.text
+        fiscal = [i["id"] for i in fees.json()["tags"][0]["items"] if i["receipt_type"] == "fiscal"]
+        created = http.post(
+            "/api/v1/orders",
+            json={"item_ids": fiscal},
+            headers={**auth, "Idempotency-Key": "restart-1"},
+        )
+        assert created.status_code == 201, created.text
+        order = created.json()
+    # uvicorn shuts down gracefully on SIGTERM, then exits by re-raising the signal.
+    assert served.stop() in (0, -signal.SIGTERM), f"crashed on SIGTERM: {served.stderr()}"
+
+    again, _ = launch("--db", db, "--demo-data", "--dev-hooks", *ALWAYS_OPEN)
+    with httpx.Client(base_url=again.url, timeout=10) as http:
+        me = http.get("/api/v1/me", headers=auth)
+        assert me.status_code == 200, f"the session did not survive the restart: {me.text}"
+        assert me.json()["username"] == ZHANG[0]
+        kept = http.get(f"/api/v1/orders/{order['order_no']}", headers=auth)
+        assert kept.status_code == 200, kept.text
+        assert kept.json()["status"] == "open"
+        assert sorted(i["id"] for i in kept.json()["items"]) == sorted(fiscal)
+        assert kept.json()["total"] == order["total"]
+        listed = http.get("/api/v1/orders", headers=auth).json()["orders"]
+        assert [o["order_no"] for o in listed] == [order["order_no"]]
+        # Not re-seeded: the changed password still works, the initial one does not.
+        relogin = log_in(http, ZHANG[0], ZHANG_NEW_PASSWORD)
+        assert relogin.status_code == 200, relogin.text
+        assert relogin.json()["must_change_password"] is False
+        assert_error(log_in(http, *ZHANG), 401, "BAD_CREDENTIALS")
+        # The same key leads back to the same order after the restart.
+        replay = http.post(
+            "/api/v1/orders",
+            json={"item_ids": fiscal},
+            headers={**auth, "Idempotency-Key": "restart-1"},
+        )
+        assert replay.status_code == 201, replay.text
+        assert replay.json()["order_no"] == order["order_no"]
