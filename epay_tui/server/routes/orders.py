@@ -75,9 +75,7 @@ async def get_order(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=left)
             event.clear()
-            order = await run_in_threadpool(
-                payments.get_order, backend, order_no, session.username
-            )
+            order = await run_in_threadpool(payments.get_order, backend, order_no, session.username)
     finally:
         backend.events.unsubscribe(order_no, event)
     return order
