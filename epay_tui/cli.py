@@ -54,19 +54,73 @@ def default_db_path() -> str:
     return str(folder / "backend.sqlite3")
 
 
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        default=None,
+        metavar="URL",
+        help="backend URL (default: start the embedded sandbox backend)",
+    )
+    parser.add_argument("--lang", choices=("zh", "en"), default=None)
+    parser.add_argument(
+        "--kiosk", action="store_true", default=None, help="unattended public terminal"
+    )
+    parser.add_argument("--helpdesk", action="store_true", default=None, help="staff helpdesk")
+    parser.add_argument(
+        "--idle-timeout", type=int, default=None, metavar="SECONDS", help="kiosk idle logout"
+    )
+    parser.add_argument("--config", default=None, metavar="PATH", help="TOML settings file")
+
+
+def run_client(args: argparse.Namespace) -> int:
+    from epay_tui.config import SettingsError, load_settings
+
+    try:
+        settings = load_settings(
+            {
+                "server": args.server,
+                "lang": args.lang,
+                "kiosk": args.kiosk,
+                "helpdesk": args.helpdesk,
+                "idle_timeout": args.idle_timeout,
+            },
+            config_path=args.config,
+        )
+    except SettingsError as exc:
+        print(f"epay-tui: {exc}", file=sys.stderr)
+        return 2
+    log_to_file()
+    from epay_tui.app import make_app
+
+    make_app(settings).run()
+    return 0
+
+
+def log_to_file() -> None:
+    """Logs go to a file in the data dir: never to the screen or stdout."""
+    import logging
+    from pathlib import Path
+
+    from platformdirs import user_log_dir
+
+    folder = Path(user_log_dir("epay-tui"))
+    folder.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=folder / "epay-tui.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="epay-tui", description=__doc__)
+    _client_flags(parser)
     sub = parser.add_subparsers(dest="command")
     _serve_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_main(args)
-    print(
-        "The terminal client is not in this release yet; run the backend with\n"
-        "  epay-tui serve --demo-data --dev-hooks",
-        file=sys.stderr,
-    )
-    return 1
+    return run_client(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,161 @@
+"""The Textual app: settings, the API client, the session, language and navigation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from epay_tui.api.client import ApiClient
+from epay_tui.api.clock import Clock, SystemClock
+from epay_tui.api.models import Meta, Profile
+from epay_tui.config import Settings
+from epay_tui.i18n import other
+
+log = logging.getLogger("epay_tui")
+
+
+@dataclass
+class StudentSession:
+    """Who is logged in. Built at login, dropped whole at logout."""
+
+    username: str
+    role: str
+    profile: Profile | None = None
+
+
+class EpayApp(App[None]):
+    """The client. Create it with :func:`make_app`."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "epay-tui"
+    BINDINGS = [
+        Binding("f1", "help", "help", id="help"),
+        Binding("f2", "toggle_language", "language", id="language"),
+        Binding("ctrl+q", "quit_app", "quit", id="quit", priority=True),
+    ]
+
+    language: reactive[str] = reactive("zh")
+    sandbox: reactive[bool] = reactive(False)
+    user: reactive[tuple[str, str] | None] = reactive(None)
+    """``(username, name)`` of the logged-in student, shown in the header."""
+
+    def __init__(self, settings: Settings, client: ApiClient | None, clock: Clock | None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.api: ApiClient | None = client
+        self._api_ready = asyncio.Event()
+        self.session: StudentSession | None = None
+        self.meta: Meta | None = None
+        self.embedded = None
+        self.language = settings.lang
+        self.animation_level = "none"
+        if settings.kiosk:
+            self.ENABLE_COMMAND_PALETTE = False
+
+    # ----------------------------------------------------------------- start-up
+    def on_mount(self) -> None:
+        from epay_tui.screens.login import LoginScreen
+
+        self.push_screen(LoginScreen())
+        if self.api is not None:
+            self._api_ready.set()
+        elif self.settings.server:
+            self.api = ApiClient(self.settings.server, timeout=self.settings.timeout)
+            self._api_ready.set()
+        else:
+            self.sandbox = True
+            self.call_after_refresh(self._start_embedded)
+
+    def _start_embedded(self) -> None:
+        self.run_worker(self._embedded_backend, thread=True, exit_on_error=False, name="backend")
+
+    def _embedded_backend(self) -> None:
+        """Start the reference backend with the demo college (only when no server is set)."""
+        from epay_tui.server.config import ServerConfig
+        from epay_tui.server.runner import BackgroundServer
+
+        self.embedded = BackgroundServer(ServerConfig(demo_data=True, port=0)).start()
+        self.call_from_thread(self._use_backend, self.embedded.url)
+
+    def _use_backend(self, url: str) -> None:
+        self.api = ApiClient(url, timeout=self.settings.timeout)
+        self._api_ready.set()
+
+    async def api_client(self) -> ApiClient:
+        """The API client, once the backend is known (at once unless embedded)."""
+        await self._api_ready.wait()
+        assert self.api is not None
+        return self.api
+
+    async def on_unmount(self) -> None:
+        if self.api is not None:
+            await self.api.aclose()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+    # ----------------------------------------------------------------- session
+    def begin_session(self, username: str, role: str) -> None:
+        self.session = StudentSession(username=username, role=role)
+
+    def set_profile(self, profile: Profile) -> None:
+        if self.session is not None:
+            self.session.profile = profile
+        self.user = (profile.username, profile.name)
+
+    def show_fresh(self, screen: Screen) -> None:
+        """Drop every screen above the base and show ``screen`` alone."""
+        for _ in range(len(self.screen_stack) - 1):
+            self.pop_screen()
+        self.push_screen(screen)
+
+    async def end_session(self, notice: str | None = None) -> None:
+        """Log out: tell the backend, forget the student, start again at login."""
+        from epay_tui.screens.login import LoginScreen
+
+        api = self.api
+        if api is not None and api.token:
+            try:
+                await api.logout()
+            except Exception:  # the session ends here whatever the backend says
+                log.info("logout call failed", exc_info=True)
+            api.token = None
+        self.session = None
+        self.user = None
+        self.show_fresh(LoginScreen(notice=notice))
+
+    # ----------------------------------------------------------------- keys
+    def global_key_hints(self) -> list[tuple[str, str]]:
+        return [("F1", "key.help"), ("F2", "key.language"), ("^Q", "key.quit")]
+
+    def action_toggle_language(self) -> None:
+        self.language = other(self.language)
+
+    def action_help(self) -> None:
+        from epay_tui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        topic = getattr(self.screen, "HELP", None)
+        if topic:
+            self.push_screen(HelpScreen(topic))
+
+    async def action_quit_app(self) -> None:
+        self.exit()
+
+
+def make_app(
+    settings: Settings, client: ApiClient | None = None, clock: Clock | None = None
+) -> EpayApp:
+    """The one way to build the app, for the CLI and every test.
+
+    ``client=None`` connects to ``settings.server``, or starts the embedded sandbox
+    backend when no server is configured.
+    """
+    return EpayApp(settings, client, clock)

@@ -1,0 +1,164 @@
+"""学生缴费登录: student number, password, captcha drawn in the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from textual import on
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Input
+
+from epay_tui.api import errors
+from epay_tui.api.models import LoginResult, Meta
+from epay_tui.i18n import tr
+from epay_tui.screens.captcha_flow import CaptchaForm
+from epay_tui.widgets.texts import Tr, TrButton
+
+RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
+"""Back-off between automatic retries while the backend cannot be reached (seconds)."""
+
+
+class LoginScreen(CaptchaForm):
+    TITLE_KEY = "login.title"
+    HELP = "help.login"
+    KEY_HINTS = (("Tab", "key.next_field"), ("Enter", "login.submit"), ("^R", "login.refresh"))
+
+    def __init__(self, username: str = "", notice: str | None = None) -> None:
+        super().__init__()
+        self.prefill = username
+        self.notice = notice
+        self._retry_now = asyncio.Event()
+        self._busy = False
+
+    def compose_body(self) -> Iterable[Widget]:
+        with Vertical(id="login-form", classes="form"):
+            with Horizontal(classes="field"):
+                yield Tr("login.username", classes="label")
+                yield Input(self.prefill, id="username", max_length=32, compact=True)
+            with Horizontal(classes="field"):
+                yield Tr("login.password", classes="label")
+                yield Input(id="password", password=True, max_length=128, compact=True)
+            yield from self.compose_captcha()
+            with Horizontal(classes="buttons"):
+                yield TrButton("login.submit", id="login", variant="primary")
+                yield TrButton("login.forgot", id="forgot")
+        yield Tr("login.hint", id="hint", classes="muted")
+        yield Tr(id="notices", classes="notice")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#username" if not self.prefill else "#password", Input).focus()
+        if self.notice:
+            self.say(self.notice, severity="ok")
+        self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
+
+    # ----------------------------------------------------------------- loading
+    async def _load(self) -> None:
+        """Meta and a captcha; while the backend is unreachable, say so and retry."""
+        api = await self.epay.api_client()
+        attempt = 0
+        while True:
+            try:
+                meta = self.epay.meta or await api.meta()
+                captcha = await api.new_captcha()
+            except errors.ApiError as exc:
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                attempt += 1
+                self._busy = True
+                self.say("app.busy_retrying", severity="error", seconds=delay)
+                self.log.info(f"backend unreachable: {exc.code}")
+                self._retry_now.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retry_now.wait(), timeout=delay)
+                continue
+            break
+        if self._busy:
+            self._busy = False
+            self.message.clear()
+        self._show_meta(meta)
+        self.show_captcha(captcha)
+
+    def on_key(self) -> None:
+        if self._busy:
+            self._retry_now.set()
+
+    def _show_meta(self, meta: Meta) -> None:
+        self.epay.meta = meta
+        self.epay.sandbox = meta.sandbox
+        hours = meta.payment_hours
+        self.query_one("#notices", Tr).show(
+            "login.notices_line",
+            hours=lambda lang: tr(lang, "login.hours", opens=hours.opens, closes=hours.closes),
+            payee=lambda lang: tr(lang, "login.payee", payee=meta.payee),
+        )
+
+    # ----------------------------------------------------------------- submitting
+    @on(Input.Submitted, "#username")
+    def _to_password(self) -> None:
+        self.query_one("#password", Input).focus()
+
+    @on(Input.Submitted, "#password")
+    def _to_captcha(self) -> None:
+        self.query_one("#captcha", Input).focus()
+
+    @on(Input.Submitted, "#captcha")
+    @on(TrButton.Pressed, "#login")
+    def submit(self) -> None:
+        username = self.query_one("#username", Input).value.strip()
+        password = self.query_one("#password", Input).value
+        answer = self.query_one("#captcha", Input).value.strip()
+        for field, value in (("username", username), ("password", password), ("captcha", answer)):
+            if not value:
+                self.say("login.missing", severity="error")
+                self.query_one(f"#{field}", Input).focus()
+                return
+        captcha = self.take_captcha()
+        if captcha is None:  # still loading
+            return
+        captcha_id, answer = captcha
+        self.say("login.working")
+        self.call_api(
+            lambda api: api.login(username, password, captcha_id, answer),
+            lambda result: self._logged_in(result, username, password),
+            failed=self._login_failed,
+            group="login",
+        )
+
+    def _login_failed(self, exc: errors.ApiError) -> bool:
+        """Every failed attempt used up the captcha: show a new one and say why."""
+        self.show_error(exc)
+        self.action_new_captcha()
+        if isinstance(exc, errors.BadCredentials | errors.AccountLocked):
+            self.query_one("#password", Input).value = ""
+            self.query_one("#password", Input).focus()
+        else:
+            self.query_one("#captcha", Input).focus()
+        return True
+
+    async def _logged_in(self, result: LoginResult, username: str, password: str) -> None:
+        from epay_tui.screens.change_password import ChangePasswordScreen
+        from epay_tui.screens.menu import MenuScreen
+
+        self.epay.begin_session(username, result.role)
+        api = await self.epay.api_client()
+        try:
+            self.epay.set_profile(await api.me())
+        except errors.ApiError as exc:
+            self.show_error(exc)
+            return
+        if result.must_change_password:
+            self.epay.show_fresh(
+                ChangePasswordScreen(forced=result.password_issue, old_password=password)
+            )
+        else:
+            self.epay.show_fresh(MenuScreen())
+
+    @on(TrButton.Pressed, "#forgot")
+    def forgot(self) -> None:
+        from epay_tui.screens.reset_password import ResetPasswordScreen
+
+        username = self.query_one("#username", Input).value.strip()
+        self.app.push_screen(ResetPasswordScreen(username=username))

@@ -1,0 +1,64 @@
+"""≡ 菜单: 自助缴费, 我的订单, 个人信息, 修改密码, 退出登录 on keys 1-5."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import on
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from epay_tui.i18n import tr
+from epay_tui.screens.base import EpayScreen
+
+ENTRIES = ("fees", "orders", "profile", "password", "logout")
+
+
+class MenuScreen(EpayScreen):
+    TITLE_KEY = "menu.title"
+    HELP = "help.menu"
+    KEY_HINTS = (("1-5", "key.select"), ("↑↓ Enter", "key.select"))
+    BINDINGS = [
+        Binding(str(n), f"open('{entry}')", entry, id=f"menu_{entry}", show=False)
+        for n, entry in enumerate(ENTRIES, start=1)
+    ]
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield OptionList(*self._options(), id="menu")
+
+    def _options(self) -> list[Option]:
+        lang = self.app.language
+        return [
+            Option(f"{n}  {tr(lang, f'menu.{entry}')}", id=entry)
+            for n, entry in enumerate(ENTRIES, start=1)
+        ]
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "language", lambda _: self._retranslate(), init=False)
+        self.query_one(OptionList).focus()
+
+    def _retranslate(self) -> None:
+        menu = self.query_one(OptionList)
+        highlighted = menu.highlighted
+        menu.clear_options()
+        menu.add_options(self._options())
+        menu.highlighted = highlighted
+
+    @on(OptionList.OptionSelected, "#menu")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.run_action(f"open('{event.option.id}')")
+
+    async def action_open(self, entry: str) -> None:
+        from epay_tui.screens.change_password import ChangePasswordScreen
+        from epay_tui.screens.profile import ProfileScreen
+
+        if entry == "profile":
+            self.app.push_screen(ProfileScreen())
+        elif entry == "password":
+            self.app.push_screen(ChangePasswordScreen())
+        elif entry == "logout":
+            await self.epay.end_session(notice="menu.logged_out")
+        else:
+            self.say("menu.coming")

@@ -1,0 +1,245 @@
+"""忘记密码 in three steps: identity, a code by SMS or e-mail, the new password."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import on
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Input, RadioButton, RadioSet
+
+from epay_tui.api import errors
+from epay_tui.api.models import ResetStarted
+from epay_tui.i18n import tr
+from epay_tui.i18n.errors import rule_list
+from epay_tui.screens.captcha_flow import CaptchaForm
+from epay_tui.widgets.checklist import PasswordChecklist
+from epay_tui.widgets.texts import Tr, TrButton
+
+RESEND_SECONDS = 60
+
+
+class ResetPasswordScreen(CaptchaForm):
+    TITLE_KEY = "reset.title"
+    HELP = "help.reset"
+    KEY_HINTS = (("Tab", "key.next_field"), ("Enter", "key.submit"), ("Esc", "key.back"))
+    BINDINGS = [Binding("escape", "back", "back", id="back")]
+
+    def __init__(self, username: str = "") -> None:
+        super().__init__()
+        self.prefill = username
+        self.started: ResetStarted | None = None
+        self.username = username
+        self.channel: str | None = None
+        self.sent_at: float | None = None
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Tr("reset.step1", id="step")
+        with ContentSwitcher(initial="identity", id="steps"):
+            with Vertical(id="identity", classes="form"):
+                for field, key, limit in (
+                    ("username", "login.username", 32),
+                    ("name", "reset.name", 32),
+                    ("id_card", "reset.id_card", 18),
+                ):
+                    with Horizontal(classes="field"):
+                        yield Tr(key, classes="label")
+                        yield Input(
+                            self.prefill if field == "username" else "",
+                            id=field,
+                            max_length=limit,
+                            compact=True,
+                        )
+                yield from self.compose_captcha()
+                with Horizontal(classes="buttons"):
+                    yield TrButton("reset.next", id="next", variant="primary")
+            with Vertical(id="channels", classes="form"):
+                yield RadioSet(id="channel")
+                with Horizontal(classes="buttons"):
+                    yield TrButton("reset.send", id="send", variant="primary")
+            with Vertical(id="complete", classes="form"):
+                with Horizontal(classes="field"):
+                    yield Tr("reset.code", classes="label")
+                    yield Input(id="code", max_length=6, restrict=r"\d*", compact=True)
+                    yield TrButton("reset.send", id="resend")
+                with Horizontal(classes="field"):
+                    yield Tr("password.new", classes="label")
+                    yield Input(id="new", password=True, max_length=128, compact=True)
+                with Horizontal(classes="field"):
+                    yield Tr("password.confirm", classes="label")
+                    yield Input(id="confirm", password=True, max_length=128, compact=True)
+                yield PasswordChecklist(self.username, id="checklist")
+                with Horizontal(classes="buttons"):
+                    yield TrButton("reset.submit", id="complete-button", variant="primary")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#name" if self.prefill else "#username", Input).focus()
+        self.action_new_captcha()
+        self.set_interval(1, self._tick)
+
+    # ----------------------------------------------------------------- step 1
+    @on(Input.Submitted, "#username, #name, #id_card")
+    def _next_field(self) -> None:
+        self.focus_next()
+
+    @on(Input.Submitted, "#captcha")
+    @on(TrButton.Pressed, "#next")
+    def start(self) -> None:
+        values = {
+            f: self.query_one(f"#{f}", Input).value.strip() for f in ("username", "name", "id_card")
+        }
+        if not all(values.values()) or not self.query_one("#captcha", Input).value.strip():
+            self.say("reset.missing", severity="error")
+            return
+        captcha = self.take_captcha()
+        if captcha is None:
+            return
+        self.username = values["username"]
+        self.call_api(
+            lambda api: api.reset_start(
+                values["username"], values["name"], values["id_card"], *captcha
+            ),
+            self._started,
+            failed=self._start_failed,
+            group="reset",
+        )
+
+    def _start_failed(self, exc: errors.ApiError) -> bool:
+        self.show_error(exc)
+        self.action_new_captcha()
+        self.query_one("#captcha", Input).focus()
+        return True
+
+    def _started(self, started: ResetStarted) -> None:
+        self.started = started
+        self.query_one(PasswordChecklist).username = self.username
+        self.message.clear()
+        self._goto("channels", "reset.step2")
+        radios = self.query_one(RadioSet)
+        for channel in started.channels:
+            key = "reset.channel_sms" if channel.channel == "sms" else "reset.channel_email"
+            radios.mount(
+                RadioButton(
+                    tr(self.app.language, key, to=channel.to),
+                    value=not radios.children,
+                    name=channel.channel,
+                )
+            )
+        if not started.channels:
+            radios.display = False
+            self.query_one("#send").display = False
+            self.say("reset.no_contact", severity="error")
+            return
+        self.call_after_refresh(radios.focus)
+
+    # ----------------------------------------------------------------- step 2
+    @on(TrButton.Pressed, "#send, #resend")
+    def send(self) -> None:
+        if self.started is None:
+            return
+        pressed = self.query_one(RadioSet).pressed_button
+        channel = self.channel or (pressed.name if pressed else self.started.channels[0].channel)
+        reset_id = self.started.reset_id
+        self.call_api(
+            lambda api: api.reset_send(reset_id, channel),
+            lambda _: self._sent(channel),
+            failed=self._send_failed,
+            group="send",
+        )
+
+    def _sent(self, channel: str) -> None:
+        self.channel = channel
+        self.sent_at = self.epay.clock.now().timestamp()
+        to = next(c.to for c in self.started.channels if c.channel == channel)
+        self.say("reset.sent", severity="ok", to=to)
+        self._goto("complete", "reset.step3")
+        self._tick()
+        self.query_one("#code", Input).focus()
+
+    def _send_failed(self, exc: errors.ApiError) -> bool:
+        if isinstance(exc, errors.ResetExpired):
+            self._restart(exc)
+            return True
+        return False
+
+    def _tick(self) -> None:
+        """The resend button counts down the 60 s the backend enforces."""
+        button = self.query_one("#resend", TrButton)
+        if self.sent_at is None:
+            return
+        left = int(RESEND_SECONDS - (self.epay.clock.now().timestamp() - self.sent_at) + 0.999)
+        if left > 0:
+            button.disabled = True
+            button.label = tr(self.app.language, "reset.resend_in", seconds=left)
+        else:
+            button.disabled = False
+            button.retranslate()
+
+    # ----------------------------------------------------------------- step 3
+    @on(Input.Changed, "#new")
+    def _live_check(self, event: Input.Changed) -> None:
+        self.query_one(PasswordChecklist).check(event.value)
+
+    @on(Input.Submitted, "#code, #new")
+    def _next_password_field(self) -> None:
+        self.focus_next()
+
+    @on(Input.Submitted, "#confirm")
+    @on(TrButton.Pressed, "#complete-button")
+    def complete(self) -> None:
+        code = self.query_one("#code", Input).value.strip()
+        new = self.query_one("#new", Input).value
+        confirm = self.query_one("#confirm", Input).value
+        if not (code and new and confirm) or self.started is None:
+            self.say("reset.missing", severity="error")
+            return
+        reasons = self.query_one(PasswordChecklist).check(new)
+        if reasons:
+            self.say("password.refused", severity="error", items=rule_list(reasons))
+            self.query_one("#new", Input).focus()
+            return
+        if new != confirm:
+            self.say("password.mismatch", severity="error")
+            self.query_one("#confirm", Input).focus()
+            return
+        reset_id = self.started.reset_id
+        self.call_api(
+            lambda api: api.reset_complete(reset_id, code, new),
+            lambda _: self._done(),
+            failed=self._complete_failed,
+            group="complete",
+        )
+
+    def _complete_failed(self, exc: errors.ApiError) -> bool:
+        if isinstance(exc, errors.ResetExpired):
+            self._restart(exc)
+            return True
+        if isinstance(exc, errors.WeakPassword):
+            self.query_one("#new", Input).focus()
+        else:
+            self.query_one("#code", Input).value = ""
+            self.query_one("#code", Input).focus()
+        return False
+
+    def _restart(self, exc: errors.ApiError) -> None:
+        """The reset is void (expired or too many wrong codes): back to step 1."""
+        self.started, self.channel, self.sent_at = None, None, None
+        self.query_one(RadioSet).remove_children()
+        self._goto("identity", "reset.step1")
+        self.show_error(exc)
+        self.action_new_captcha()
+
+    def _done(self) -> None:
+        from epay_tui.screens.login import LoginScreen
+
+        self.epay.show_fresh(LoginScreen(username=self.username, notice="reset.done"))
+
+    def _goto(self, panel: str, step_key: str) -> None:
+        self.query_one(ContentSwitcher).current = panel
+        self.query_one("#step", Tr).show(step_key)
+
+    def action_back(self) -> None:
+        self.dismiss()

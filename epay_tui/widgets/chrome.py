@@ -1,0 +1,52 @@
+"""The app's header (title, SANDBOX, who is logged in) and key bar (this screen's keys)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from epay_tui.i18n import tr
+
+
+class AppHeader(Widget):
+    """One line: the platform's name, the sandbox marker, the student's name and number."""
+
+    DEFAULT_CSS = """
+    AppHeader { dock: top; height: 1; background: $primary; color: $text; }
+    """
+
+    def on_mount(self) -> None:
+        for attribute in ("language", "sandbox", "user"):
+            self.watch(self.app, attribute, lambda _: self.refresh(), init=False)
+
+    def render(self) -> Text:
+        app = self.app
+        left = Text(" " + tr(app.language, "app.title"), style="bold")
+        if app.sandbox:
+            left.append("  ")
+            left.append(f" {tr(app.language, 'app.sandbox')} ", style="bold black on yellow")
+        right = Text("")
+        if app.user:
+            right = Text(tr(app.language, "app.user", name=app.user[1], username=app.user[0]) + " ")
+        gap = max(1, self.size.width - left.cell_len - right.cell_len)
+        return Text.assemble(left, " " * gap, right)
+
+
+class KeyBar(Widget):
+    """The keys this screen answers, in the current language, then the global ones."""
+
+    DEFAULT_CSS = """
+    KeyBar { dock: bottom; height: 1; background: $panel; color: $text-muted; }
+    """
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "language", lambda _: self.refresh(), init=False)
+
+    def render(self) -> Text:
+        lang = self.app.language
+        keys = [*getattr(self.screen, "KEY_HINTS", ()), *self.app.global_key_hints()]
+        line = Text(" ")
+        for key, word in keys:
+            line.append(f" {key} ", style="bold reverse")
+            line.append(f" {tr(lang, word)}  ")
+        return line
