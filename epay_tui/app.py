@@ -115,8 +115,13 @@ class EpayApp(App[None]):
             self.pop_screen()
         self.push_screen(screen)
 
-    async def end_session(self, notice: str | None = None) -> None:
-        """Log out: tell the backend, forget the student, start again at login."""
+    async def end_session(
+        self, notice: str | None = None, severity: str = "ok", **values: object
+    ) -> None:
+        """Log out: tell the backend, forget the student, start again at login.
+
+        ``notice`` (a catalog key with ``values``) is shown on the fresh login screen.
+        """
         from epay_tui.screens.login import LoginScreen
 
         api = self.api
@@ -128,7 +133,7 @@ class EpayApp(App[None]):
             api.token = None
         self.session = None
         self.user = None
-        self.show_fresh(LoginScreen(notice=notice))
+        self.show_fresh(LoginScreen(notice=notice, severity=severity, values=values))
 
     # ----------------------------------------------------------------- keys
     def global_key_hints(self) -> list[tuple[str, str]]:

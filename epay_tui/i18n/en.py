@@ -153,8 +153,7 @@ MESSAGES: dict[str, str] = {
         "With no phone or e-mail on file, go to the helpdesk. Esc goes back to login."
     ),
     "help.menu": (
-        "Press 1-5, or arrows and Enter.\n"
-        "Check your phone and e-mail in Profile before paying."
+        "Press 1-5, or arrows and Enter.\nCheck your phone and e-mail in Profile before paying."
     ),
     "help.profile": (
         "Phone and e-mail can be changed; saving asks for your current password.\n"

@@ -83,8 +83,11 @@ class EpayScreen(Screen[Any]):
                 result = await action(api)
             except errors.ApiError as exc:
                 log.info("%s answered %s", group, exc.code)
-                if isinstance(exc, errors.Unauthenticated) and self.epay.session is not None:
-                    await self.epay.end_session(notice="error.UNAUTHENTICATED")
+                if self.epay.session is not None and isinstance(
+                    exc, errors.Unauthenticated | errors.AccountLocked
+                ):  # the backend ended this session: start again at login, saying why
+                    key, values = describe(exc)
+                    await self.epay.end_session(key, "error", **values)
                     return
                 if failed is None or not failed(exc):
                     self.show_error(exc)

@@ -100,9 +100,6 @@ class ChangePasswordScreen(EpayScreen):
         if isinstance(exc, errors.WeakPassword):
             self._refused(list(exc.details.get("reasons", [])))
             return True
-        if isinstance(exc, errors.AccountLocked):
-            self.app.call_later(self.epay.end_session, "error.ACCOUNT_LOCKED")
-            return True
         if isinstance(exc, errors.BadCredentials) and not self.forced:
             self.query_one("#old", Input).value = ""
             self.query_one("#old", Input).focus()

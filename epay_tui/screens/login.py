@@ -26,10 +26,16 @@ class LoginScreen(CaptchaForm):
     HELP = "help.login"
     KEY_HINTS = (("Tab", "key.next_field"), ("Enter", "login.submit"), ("^R", "login.refresh"))
 
-    def __init__(self, username: str = "", notice: str | None = None) -> None:
+    def __init__(
+        self,
+        username: str = "",
+        notice: str | None = None,
+        severity: str = "ok",
+        values: dict | None = None,
+    ) -> None:
         super().__init__()
         self.prefill = username
-        self.notice = notice
+        self.notice = (notice, severity, values or {})
         self._retry_now = asyncio.Event()
         self._busy = False
 
@@ -51,8 +57,9 @@ class LoginScreen(CaptchaForm):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#username" if not self.prefill else "#password", Input).focus()
-        if self.notice:
-            self.say(self.notice, severity="ok")
+        notice, severity, values = self.notice
+        if notice:
+            self.say(notice, severity=severity, **values)
         self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
 
     # ----------------------------------------------------------------- loading

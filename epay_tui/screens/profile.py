@@ -136,9 +136,6 @@ class ProfileScreen(EpayScreen):
 
     def _failed(self, exc: errors.ApiError) -> bool:
         self.query_one("#current", Input).value = ""
-        if isinstance(exc, errors.AccountLocked):
-            self.app.call_later(self.epay.end_session, "error.ACCOUNT_LOCKED")
-            return True
         if isinstance(exc, errors.ValidationFailed):
             fields = exc.details.get("fields", {})
             self._show_problems(v for v in fields.values() if isinstance(v, str))

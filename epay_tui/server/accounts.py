@@ -30,7 +30,8 @@ class Session:
 
 # ---------------------------------------------------------------------------- captcha
 def new_captcha(backend: Backend) -> models.Captcha:
-    answer = captcha.new_answer()
+    rng = backend.captcha_rng
+    answer = captcha.new_answer(rng=rng)
     captcha_id = security.new_id("c")
     now = backend.time.ts()
     with backend.store.write() as conn:
@@ -40,7 +41,7 @@ def new_captcha(backend: Backend) -> models.Captcha:
             "INSERT INTO captchas(captcha_id, answer, expires_at, seq) VALUES (?,?,?,?)",
             (captcha_id, answer, now + CAPTCHA_TTL, seq),
         )
-    png = captcha.render_png(answer)
+    png = captcha.render_png(answer, seed=rng.randrange(2**32) if rng else None)
     return models.Captcha(
         captcha_id=captcha_id,
         image_png=base64.b64encode(png).decode(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import sqlite3
 import threading
 from collections import defaultdict
@@ -45,6 +46,9 @@ class Backend:
         self.notify_secret = self.store.secret("gateway_notify_secret")
         self.code_secret = self.store.secret("reset_code_secret")
         self.internal_url = f"http://{config.host}:{config.port}"
+        self.captcha_rng = (
+            random.Random(config.captcha_seed) if config.captcha_seed is not None else None  # noqa: S311
+        )
         from epay_tui.server.gateway import SandboxGateway
 
         self.gateway = SandboxGateway(self)

@@ -30,11 +30,16 @@ _INK_RANGE = (15, 70)
 _GROUND_RANGE = (232, 252)
 
 
-def new_answer(length: int = 4) -> str:
-    """Return a random answer of ``length`` characters from ``CAPTCHA_ALPHABET``."""
+def new_answer(length: int = 4, rng: random.Random | None = None) -> str:
+    """Return a random answer of ``length`` characters from ``CAPTCHA_ALPHABET``.
+
+    ``rng`` is for deterministic test servers only; by default answers come from
+    ``secrets``.
+    """
     if length < 1:
         raise ValueError("length must be at least 1")
-    return "".join(secrets.choice(CAPTCHA_ALPHABET) for _ in range(length))
+    choose = rng.choice if rng is not None else secrets.choice
+    return "".join(choose(CAPTCHA_ALPHABET) for _ in range(length))
 
 
 def render_png(answer: str, seed: int | None = None, *, noise: bool = True) -> bytes:

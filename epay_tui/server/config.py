@@ -33,6 +33,8 @@ class ServerConfig:
     lock_seconds: int = 15 * 60
     tick_seconds: float = 0.2
     """How often (real time) expiry and due gateway notifies are swept."""
+    captcha_seed: int | None = None
+    """Tests only (no flag): captchas repeat from this seed, so snapshots are stable."""
 
     def __post_init__(self) -> None:
         if self.dev_hooks and not is_loopback(self.host):
