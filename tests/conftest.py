@@ -99,3 +99,50 @@ async def solve_captcha(api: ApiClient) -> tuple[str, str]:
 async def solve_login(api: ApiClient, username: str, password: str):
     captcha_id, answer = await solve_captcha(api)
     return await api.login(username, password, captcha_id, answer)
+
+
+# ---------------------------------------------------------------------------- the client
+CAPTCHA_SEED = 20261126
+
+
+@pytest.fixture
+def ui_server_config() -> ServerConfig:
+    """A backend for UI tests: demo college, dev hooks, captchas repeat from a seed."""
+    return ServerConfig(
+        demo_data=True,
+        dev_hooks=True,
+        host="127.0.0.1",
+        port=0,
+        payment_hours=parse_payment_hours("08:00-22:00"),
+        tick_seconds=0.05,
+        captcha_seed=CAPTCHA_SEED,
+    )
+
+
+@pytest.fixture
+def ui_server(ui_server_config: ServerConfig, clock: ManualClock) -> Iterator[BackgroundServer]:
+    with BackgroundServer(ui_server_config, clock) as running:
+        yield running
+
+
+@pytest.fixture
+def make_ui_app(ui_server: BackgroundServer, clock: ManualClock):
+    """``make_ui_app(lang="zh", **settings)`` -> the real app wired to the live backend."""
+    from epay_tui.app import make_app
+    from epay_tui.config import Settings
+
+    def _make(lang: str = "zh", **settings):
+        return make_app(
+            Settings(server=ui_server.url, lang=lang, **settings),
+            ApiClient(ui_server.url),
+            clock,
+        )
+
+    return _make
+
+
+def latest_captcha_answer(server: BackgroundServer) -> str:
+    """The answer of the last captcha the backend issued (the dev hook, read in-process)."""
+    from epay_tui.server import accounts
+
+    return accounts.latest_captcha(server.backend).answer
