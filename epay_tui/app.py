@@ -142,6 +142,9 @@ class EpayApp(App[None]):
     def action_toggle_language(self) -> None:
         self.language = other(self.language)
 
+    def watch_language(self, language: str) -> None:
+        self.set_class(language == "en", "-en")  # English labels are wider
+
     def action_help(self) -> None:
         from epay_tui.screens.help import HelpScreen
 

@@ -16,7 +16,7 @@ MESSAGES: dict[str, str] = {
     "key.language": "中文",
     "key.quit": "Quit",
     "key.back": "Back",
-    "key.next_field": "Next field",
+    "key.next_field": "Next",
     "key.submit": "Submit",
     "key.select": "Select",
     # login
@@ -99,9 +99,9 @@ MESSAGES: dict[str, str] = {
     "profile.needs_password": "Changing contacts needs your current password",
     "profile.unchanged": "Nothing to save",
     "problem.PHONE_MISSING": "Phone number missing",
-    "problem.PHONE_INVALID": "Phone: 11 digits starting 13-19",
+    "problem.PHONE_INVALID": "11 digits, starting 13-19",
     "problem.EMAIL_MISSING": "E-mail missing",
-    "problem.EMAIL_INVALID": "E-mail address is not valid",
+    "problem.EMAIL_INVALID": "Not a valid e-mail address",
     # errors
     "error.CAPTCHA_INVALID": "Wrong or expired captcha: here is a new one",
     "error.BAD_CREDENTIALS": "Wrong student number or password: {attempts_left} attempts left",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
@@ -19,7 +20,7 @@ class AppHeader(Widget):
         for attribute in ("language", "sandbox", "user"):
             self.watch(self.app, attribute, lambda _: self.refresh(), init=False)
 
-    def render(self) -> Text:
+    def render(self) -> Table:
         app = self.app
         left = Text(" " + tr(app.language, "app.title"), style="bold")
         if app.sandbox:
@@ -28,8 +29,11 @@ class AppHeader(Widget):
         right = Text("")
         if app.user:
             right = Text(tr(app.language, "app.user", name=app.user[1], username=app.user[0]) + " ")
-        gap = max(1, self.size.width - left.cell_len - right.cell_len)
-        return Text.assemble(left, " " * gap, right)
+        bar = Table.grid(expand=True)
+        bar.add_column(no_wrap=True)
+        bar.add_column(justify="right", no_wrap=True)
+        bar.add_row(left, right)
+        return bar
 
 
 class KeyBar(Widget):
