@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual.app import App
 from textual.binding import Binding
@@ -27,6 +27,8 @@ class StudentSession:
     username: str
     role: str
     profile: Profile | None = None
+    next_group: list[str] = field(default_factory=list)
+    """Item ids 全选 left for the next order (the other receipt type)."""
 
 
 class EpayApp(App[None]):

@@ -52,13 +52,17 @@ class MenuScreen(EpayScreen):
 
     async def action_open(self, entry: str) -> None:
         from epay_tui.screens.change_password import ChangePasswordScreen
+        from epay_tui.screens.fees import FeesScreen
+        from epay_tui.screens.orders import OrdersScreen
         from epay_tui.screens.profile import ProfileScreen
 
-        if entry == "profile":
+        if entry == "fees":
+            self.app.push_screen(FeesScreen())
+        elif entry == "orders":
+            self.app.push_screen(OrdersScreen())
+        elif entry == "profile":
             self.app.push_screen(ProfileScreen())
         elif entry == "password":
             self.app.push_screen(ChangePasswordScreen())
         elif entry == "logout":
             await self.epay.end_session(notice="menu.logged_out")
-        else:
-            self.say("menu.coming")

@@ -19,9 +19,12 @@ class OrderEvents:
             defaultdict(set)
         )
         self._lock = threading.Lock()
+        self.closed = False
 
     def subscribe(self, order_no: str) -> asyncio.Event:
         event = asyncio.Event()
+        if self.closed:  # shutting down: no new waits
+            event.set()
         with self._lock:
             self._waiters[order_no].add((asyncio.get_running_loop(), event))
         return event
@@ -41,6 +44,14 @@ class OrderEvents:
         for loop, event in waiters:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
+
+    def close(self) -> None:
+        """Wake every long poll so it answers now (the server is stopping)."""
+        self.closed = True
+        with self._lock:
+            keys = list(self._waiters)
+        for order_no in keys:
+            self.publish(order_no)
 
     def waiting(self) -> int:
         with self._lock:

@@ -66,6 +66,7 @@ class BackgroundServer:
         return self
 
     def stop(self) -> None:
+        self.backend.events.close()
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self.backend.store.close()

@@ -49,8 +49,8 @@ class KeyBar(Widget):
     def render(self) -> Text:
         lang = self.app.language
         keys = [*getattr(self.screen, "KEY_HINTS", ()), *self.app.global_key_hints()]
-        line = Text(" ")
+        line = Text()
         for key, word in keys:
             line.append(f" {key} ", style="bold reverse")
-            line.append(f" {tr(lang, word)}  ")
+            line.append(f" {tr(lang, word)} ")
         return line

@@ -71,7 +71,11 @@ async def get_order(
         status = status or order.status
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while order.status == status and (left := deadline - loop.time()) > 0:
+        while (
+            order.status == status
+            and (left := deadline - loop.time()) > 0
+            and not backend.events.closed
+        ):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=left)
             event.clear()

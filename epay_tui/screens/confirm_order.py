@@ -1,0 +1,132 @@
+"""确认订单: the items, 合计, 票据类型, 收款方, a channel, and 提交支付 (one key per screen)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import on
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import RadioButton, RadioSet, Static
+
+from epay_tui.api import errors, rules
+from epay_tui.api.client import new_idempotency_key
+from epay_tui.api.models import CHANNELS, FeeItem, Order, PayQr
+from epay_tui.i18n import tr
+from epay_tui.screens.base import EpayScreen
+from epay_tui.widgets.texts import Tr, TrButton
+
+
+class ConfirmOrderScreen(EpayScreen):
+    """Submitting twice makes one order: the Idempotency-Key is made once, here."""
+
+    TITLE_KEY = "confirm.title"
+    HELP = "help.confirm"
+    KEY_HINTS = (("1/2/3", "confirm.channel"), ("Enter", "confirm.submit"), ("Esc", "key.back"))
+    BINDINGS = [
+        *(
+            Binding(str(n), f"channel('{c}')", c, id=f"channel_{c}", show=False)
+            for n, c in enumerate(CHANNELS, start=1)
+        ),
+        Binding("enter", "submit", "submit", id="submit", priority=True),
+        Binding("escape", "back", "back", id="back"),
+    ]
+
+    def __init__(self, items: list[FeeItem]) -> None:
+        super().__init__()
+        self.items = items
+        self.idempotency_key = new_idempotency_key()
+        self.order: Order | None = None
+        self.submitting = False
+
+    def compose_body(self) -> Iterable[Widget]:
+        with Vertical(id="order-items"):
+            for item in self.items:
+                with Horizontal(classes="row"):
+                    yield Static(item.name, classes="item-name", markup=False)
+                    yield Static(rules.format_fen(item.outstanding), classes="amount")
+        with Vertical(classes="form"):
+            yield Tr("confirm.total", id="total", total=rules.format_fen(self.total))
+            yield Tr(
+                "confirm.receipt_type",
+                id="receipt",
+                receipt=lambda lang: tr(lang, f"fees.receipt.{self.items[0].receipt_type}"),
+            )
+            payee = self.epay.meta.payee if self.epay.meta else ""
+            yield Tr("confirm.payee", id="payee", payee=payee)
+            yield RadioSet(
+                *(
+                    RadioButton(self._channel_label(c), value=(c == "wechat"), name=c)
+                    for c in CHANNELS
+                ),
+                id="channel",
+            )
+            with Horizontal(classes="buttons"):
+                yield TrButton("confirm.submit", id="submit-button", variant="primary")
+
+    @property
+    def total(self) -> int:
+        return sum(i.outstanding for i in self.items)
+
+    def _channel_label(self, channel: str) -> str:
+        number = CHANNELS.index(channel) + 1
+        return f"{number} {tr(self.app.language, f'channel.{channel}')}"
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "language", lambda _: self._retranslate(), init=False)
+        self.query_one(RadioSet).focus()
+
+    def _retranslate(self) -> None:
+        for button in self.query(RadioButton):
+            button.label = self._channel_label(button.name or "wechat")
+
+    @property
+    def channel(self) -> str:
+        pressed = self.query_one(RadioSet).pressed_button
+        return pressed.name if pressed and pressed.name else "wechat"
+
+    def action_channel(self, channel: str) -> None:
+        for button in self.query(RadioButton):
+            if button.name == channel:
+                button.value = True
+
+    @on(TrButton.Pressed, "#submit-button")
+    def action_submit(self) -> None:
+        """提交支付: create (or find again) the order, then ask for the QR."""
+        if self.submitting:
+            return
+        self.submitting = True
+        ids = [i.id for i in self.items]
+        channel, key = self.channel, self.idempotency_key
+
+        async def create_and_pay(api) -> tuple[Order, PayQr]:
+            order = await api.create_order(ids, key)
+            self.order = order
+            return order, await api.pay_order(order.order_no, channel)
+
+        self.call_api(create_and_pay, self._to_pay, failed=self._failed, group="submit")
+
+    def _to_pay(self, result: tuple[Order, PayQr]) -> None:
+        from epay_tui.screens.pay import PayScreen
+
+        order, qr = result
+        self.submitting = False
+        self.app.switch_screen(PayScreen(order, qr))
+
+    def _failed(self, exc: errors.ApiError) -> bool:
+        from epay_tui.screens.profile import ProfileScreen
+
+        self.submitting = False
+        if isinstance(exc, errors.ProfileIncomplete):
+            self.app.switch_screen(ProfileScreen(reason="PROFILE_INCOMPLETE"))
+            return True
+        if isinstance(exc, errors.ItemInOpenOrder):
+            from epay_tui.screens.pay import offer_resume
+
+            offer_resume(self, exc.details.get("order_no", ""))
+            return True
+        return False
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,80 @@
+"""我的订单: newest first; an unfinished order opens 扫码支付 again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual import on
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import DataTable
+
+from epay_tui.api import rules
+from epay_tui.api.models import Order, Orders
+from epay_tui.i18n import tr
+from epay_tui.screens.base import EpayScreen
+
+COLUMNS = (("order_no", 20), ("items", 20), ("total", 12), ("status", 8), ("created", 11))
+STATUS_STYLE = {"paid": "green", "open": "yellow", "awaiting_confirmation": "yellow"}
+
+
+class OrdersScreen(EpayScreen):
+    TITLE_KEY = "orders.title"
+    HELP = "help.orders"
+    KEY_HINTS = (("↑↓", "key.select"), ("Enter", "orders.open"), ("Esc", "key.back"))
+    BINDINGS = [Binding("escape", "back", "back", id="back")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.orders: dict[str, Order] = {}
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield DataTable(id="orders", cursor_type="row", cell_padding=1)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for column, width in COLUMNS:
+            table.add_column(tr(self.app.language, f"orders.col.{column}"), key=column, width=width)
+        self.watch(self.app, "language", lambda _: self._retranslate(), init=False)
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.call_api(lambda api: api.list_orders(), self._show, group="orders")
+
+    def _retranslate(self) -> None:
+        table = self.query_one(DataTable)
+        for column, _ in COLUMNS:
+            table.columns[column].label = Text(tr(self.app.language, f"orders.col.{column}"))
+        self._show(Orders(orders=list(self.orders.values())))
+
+    def _show(self, orders: Orders) -> None:
+        lang = self.app.language
+        self.orders = {o.order_no: o for o in orders.orders}
+        table = self.query_one(DataTable)
+        table.clear()
+        for order in orders.orders:
+            table.add_row(
+                order.order_no,
+                "、".join(i.name for i in order.items),
+                Text(rules.format_fen(order.total), justify="right"),
+                Text(
+                    tr(lang, f"orders.status.{order.status}"),
+                    style=STATUS_STYLE.get(order.status, ""),
+                ),
+                order.created_at.strftime("%m-%d %H:%M"),
+                key=order.order_no,
+            )
+        if not orders.orders:
+            self.say("orders.none")
+
+    @on(DataTable.RowSelected)
+    def _open(self, event: DataTable.RowSelected) -> None:
+        from epay_tui.screens.pay import PayScreen
+
+        order = self.orders.get(event.row_key.value or "")
+        if order is not None:
+            self.app.push_screen(PayScreen(order))
+
+    def action_back(self) -> None:
+        self.dismiss()

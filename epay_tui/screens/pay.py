@@ -1,0 +1,267 @@
+"""扫码支付: the QR, a countdown, and the order followed by long poll to its outcome.
+
+Paid → 支付成功 with order, receipt and transaction numbers; closed → 订单已关闭;
+我已支付 asks the backend (which asks the gateway) and, when the money has not
+arrived, says in the college's words not to pay again — and never shows a new QR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+
+from epay_tui.api import errors, rules
+from epay_tui.api.models import CHANNELS, Order, PayQr
+from epay_tui.i18n import tr
+from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.dialog import Choice
+from epay_tui.widgets.chrome import AppHeader, KeyBar
+from epay_tui.widgets.qr import QrCode
+from epay_tui.widgets.texts import Tr, TrButton
+
+POLL_SECONDS = 25
+
+
+def offer_resume(screen: EpayScreen, order_no: str) -> None:
+    """Ask whether to go on with an unfinished order, then open it on 扫码支付."""
+
+    def answered(answer: str | None) -> None:
+        if answer == "resume":
+            screen.call_api(
+                lambda api: api.get_order(order_no),
+                lambda order: screen.app.push_screen(PayScreen(order)),
+                group="resume",
+            )
+
+    screen.app.push_screen(
+        Choice(
+            "fees.resume_question",
+            [("resume", "fees.resume"), ("cancel", "fees.cancel")],
+            order_no=order_no,
+        ),
+        answered,
+    )
+
+
+class PayScreen(EpayScreen):
+    HELP = "help.pay"
+    BINDINGS = [
+        Binding("y", "claim", "claim paid", id="claim"),
+        Binding("c", "change_channel", "change channel", id="change_channel"),
+        Binding("x", "cancel_order", "cancel order", id="cancel_order"),
+        Binding("escape", "back", "back", id="back"),
+        Binding("enter", "done", "back", id="done", show=False),
+    ]
+
+    def __init__(self, order: Order, qr: PayQr | None = None) -> None:
+        super().__init__()
+        self.order = order
+        self.qr_url = qr.qr_url if qr else (order.payment.qr_url if order.payment else None)
+        self.channel = qr.channel if qr else (order.payment.channel if order.payment else None)
+
+    @property
+    def KEY_HINTS(self) -> tuple[tuple[str, str], ...]:
+        if self.order.status == "open":
+            return (
+                ("Y", "pay.claim"),
+                ("C", "pay.change"),
+                ("X", "pay.cancel"),
+                ("Esc", "key.back"),
+            )
+        return (("Enter", "key.back"),)
+
+    def compose(self) -> ComposeResult:
+        yield AppHeader()
+        with Horizontal(id="pay"):
+            yield QrCode(self.qr_url or "", id="qr")
+            with Vertical(id="pay-info"):
+                yield from self.compose_info()
+        yield KeyBar()
+
+    def compose_info(self) -> Iterable[Widget]:
+        yield Tr("pay.title", id="pay-title", classes="screen-title")
+        yield Tr(id="pay-channel")
+        yield Tr("pay.amount", id="pay-amount", amount=rules.format_fen(self.order.total))
+        yield Tr("pay.payee", id="pay-payee", payee=self.order.payee)
+        yield Tr("pay.order_no", id="pay-order", order_no=self.order.order_no)
+        yield Tr(id="countdown")
+        yield Tr(id="outcome")
+        yield Tr(id="message")
+        with Vertical(id="pay-buttons"):
+            yield TrButton("pay.claim_button", id="claim")
+            yield TrButton("pay.change_button", id="change")
+            yield TrButton("pay.cancel_button", id="cancel")
+            yield TrButton("key.back", id="back-button", variant="primary")
+
+    def on_mount(self) -> None:
+        self._show()
+        self.set_interval(1, self._tick)
+        self.run_worker(self._follow(), group="follow", exclusive=True, exit_on_error=False)
+
+    # ----------------------------------------------------------------- showing
+    def _show(self) -> None:
+        order = self.order
+        open_ = order.status == "open"
+        qr = self.query_one(QrCode)
+        qr.display = open_ and bool(self.qr_url)
+        for button in ("#claim", "#change", "#cancel"):
+            self.query_one(button).display = open_
+        self.query_one("#back-button").display = not open_
+        if self.channel:
+            self.query_one("#pay-channel", Tr).show(
+                "pay.channel", channel=lambda lang: tr(lang, f"channel.{self.channel}")
+            )
+        outcome = self.query_one("#outcome", Tr)
+        title = self.query_one("#pay-title", Tr)
+        if order.status == "paid":
+            title.show("pay.success_title")
+            outcome.show(
+                "pay.success",
+                severity="ok",
+                receipt_no=order.receipt_no or "",
+                transaction_id=order.transaction_id or "",
+                paid_at=self._local(order.paid_at),
+            )
+            self.query_one("#back-button").focus()
+        elif order.status == "closed":
+            title.show("pay.closed_title")
+            outcome.show("pay.closed", severity="error")
+            self.query_one("#back-button").focus()
+        elif order.status == "awaiting_confirmation":
+            title.show("pay.waiting_title")
+            outcome.show("pay.do_not_pay_again", severity="error")
+            self.query_one("#back-button").focus()
+        else:
+            title.show("pay.title")
+            outcome.clear()
+        self._tick()
+        self.query_one(KeyBar).refresh()
+
+    def _local(self, when: datetime | None) -> str:
+        return when.strftime("%Y-%m-%d %H:%M:%S") if when else ""
+
+    def _tick(self) -> None:
+        countdown = self.query_one("#countdown", Tr)
+        if self.order.status != "open":
+            countdown.clear()
+            return
+        left = int((self.order.expires_at - self.epay.clock.now()).total_seconds())
+        if left <= 0:
+            countdown.show("pay.expiring")
+        else:
+            countdown.show("pay.countdown", minutes=left // 60, seconds=f"{left % 60:02d}")
+
+    # ----------------------------------------------------------------- following
+    async def _follow(self) -> None:
+        """Long-poll the order until it is finished; errors wait and try again."""
+        api = await self.epay.api_client()
+        while self.order.status in ("open", "awaiting_confirmation"):
+            try:
+                order = await api.get_order(
+                    self.order.order_no, wait=POLL_SECONDS, status=self.order.status
+                )
+            except errors.Unauthenticated:
+                await self.epay.end_session("error.UNAUTHENTICATED", "error")
+                return
+            except errors.ApiError as exc:
+                self.show_error(exc)
+                await self._pause_before_retry()
+                continue
+            if order.status != self.order.status or order.payment != self.order.payment:
+                self._update(order)
+
+    async def _pause_before_retry(self) -> None:
+        import asyncio
+
+        await asyncio.sleep(2)
+
+    def _update(self, order: Order) -> None:
+        self.order = order
+        if order.payment is not None:
+            self.qr_url, self.channel = order.payment.qr_url, order.payment.channel
+            self.query_one(QrCode).set_data(self.qr_url)
+        if order.status == "paid" and self.epay.settings.kiosk:
+            self.set_timer(30, self._kiosk_return)
+        self.message.clear()
+        self._show()
+
+    def _kiosk_return(self) -> None:
+        self.app.call_later(self.epay.end_session)
+
+    # ----------------------------------------------------------------- actions
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("claim", "change_channel", "cancel_order"):
+            return self.order.status == "open"
+        return True
+
+    @on(TrButton.Pressed, "#claim")
+    def action_claim(self) -> None:
+        self.app.push_screen(
+            Choice("pay.claim_question", [("yes", "pay.claim_confirm"), ("no", "fees.cancel")]),
+            lambda answer: self._claim() if answer == "yes" else None,
+        )
+
+    def _claim(self) -> None:
+        number = self.order.order_no
+        self.call_api(lambda api: api.claim_paid(number), self._update, group="claim")
+
+    @on(TrButton.Pressed, "#change")
+    def action_change_channel(self) -> None:
+        buttons = [(c, f"channel.{c}") for c in CHANNELS]
+        keys = {str(n): c for n, c in enumerate(CHANNELS, start=1)}
+        self.app.push_screen(Choice("pay.choose_channel", buttons, keys=keys), self._switch)
+
+    def _switch(self, channel: str | None) -> None:
+        if channel is None or channel == self.channel:
+            return
+        number = self.order.order_no
+
+        async def switch(api):
+            qr = await api.pay_order(number, channel)
+            return qr, await api.get_order(number)
+
+        def switched(result) -> None:
+            qr, order = result
+            self.qr_url, self.channel = qr.qr_url, qr.channel
+            self.query_one(QrCode).set_data(qr.qr_url)
+            self._update(order)
+
+        self.call_api(switch, switched, failed=self._refused, group="switch")
+
+    @on(TrButton.Pressed, "#cancel")
+    def action_cancel_order(self) -> None:
+        self.app.push_screen(
+            Choice("pay.cancel_question", [("yes", "pay.cancel_confirm"), ("no", "fees.cancel")]),
+            lambda answer: self._cancel() if answer == "yes" else None,
+        )
+
+    def _cancel(self) -> None:
+        number = self.order.order_no
+        self.call_api(
+            lambda api: api.cancel_order(number), self._update, failed=self._refused, group="cancel"
+        )
+
+    def _refused(self, exc: errors.ApiError) -> bool:
+        """Paid meanwhile → show it; a payment in progress is explained, not cancelled."""
+        if isinstance(exc, errors.OrderAlreadyPaid | errors.OrderNotOpen):
+            number = self.order.order_no
+            self.call_api(lambda api: api.get_order(number), self._update, group="refresh")
+            return True
+        if isinstance(exc, errors.PaymentInProgress):
+            self.say("pay.in_progress", severity="error")
+            return True
+        return False
+
+    @on(TrButton.Pressed, "#back-button")
+    def action_done(self) -> None:
+        if self.order.status != "open":
+            self.dismiss()
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,115 @@
+"""A scan-to-pay QR code drawn with half blocks, black on white whatever the theme.
+
+segno at level M without boost (boost silently grows the code), quiet zone of 4
+modules, one ``▀`` per two module rows: the foreground is the upper module, the
+background the lower one, both explicit black or white. When the widget is too small
+for the whole code it says so in words instead of drawing a code no phone can read.
+"""
+
+from __future__ import annotations
+
+import segno
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
+from textual.widget import Widget
+
+from epay_tui.i18n import tr
+
+QUIET_ZONE = 4
+HALF_BLOCK = "▀"
+_DARK, _LIGHT = "#000000", "#ffffff"
+_STYLES = {
+    (top, bottom): Style(color=_DARK if top else _LIGHT, bgcolor=_DARK if bottom else _LIGHT)
+    for top in (False, True)
+    for bottom in (False, True)
+}
+
+
+def qr_modules(data: str) -> list[list[bool]]:
+    """The code's modules with the quiet zone, ``True`` for dark."""
+    code = segno.make_qr(data, error="m", boost_error=False)
+    return [[bool(m) for m in row] for row in code.matrix_iter(scale=1, border=QUIET_ZONE)]
+
+
+def qr_strips(modules: list[list[bool]]) -> list[Strip]:
+    """Two module rows per terminal row; the odd last row pairs with the light zone."""
+    strips = []
+    for y in range(0, len(modules), 2):
+        top = modules[y]
+        bottom = modules[y + 1] if y + 1 < len(modules) else [False] * len(top)
+        segments: list[Segment] = []
+        for pair in zip(top, bottom, strict=True):
+            style = _STYLES[pair]
+            if segments and segments[-1].style is style:
+                segments[-1] = Segment(segments[-1].text + HALF_BLOCK, style)
+            else:
+                segments.append(Segment(HALF_BLOCK, style))
+        strips.append(Strip(segments, len(top)))
+    return strips
+
+
+class QrCode(Widget):
+    """Shows ``data`` as a QR code sized to fit, or a sentence when it cannot fit."""
+
+    DEFAULT_CSS = "QrCode { width: auto; height: auto; }"
+
+    def __init__(self, data: str = "", *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.modules: list[list[bool]] = []
+        self._strips: list[Strip] = []
+        self.data = ""
+        if data:
+            self.set_data(data)
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "language", lambda _: self.refresh(), init=False)
+
+    def set_data(self, data: str) -> None:
+        self.data = data
+        self.modules = qr_modules(data) if data else []
+        self._strips = qr_strips(self.modules)
+        self.refresh(layout=True)
+
+    @property
+    def needed(self) -> tuple[int, int]:
+        """Cells needed: ``(width, height)``."""
+        return (len(self.modules[0]) if self.modules else 0, len(self._strips))
+
+    @property
+    def fits(self) -> bool:
+        """The whole code is on screen: inside its container and not clipped."""
+        width, height = self.needed
+        if self.size.width < width or self.size.height < height:
+            return False
+        parent = self.parent
+        room = parent.content_region if isinstance(parent, Widget) else self.screen.region
+        return room.contains_region(self.region)
+
+    def get_content_width(self, container, viewport) -> int:
+        return self.needed[0]
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return self.needed[1]
+
+    def render_line(self, y: int) -> Strip:
+        if not self._strips:
+            return Strip.blank(self.size.width)
+        if self.fits:
+            return self._strips[y] if y < len(self._strips) else Strip.blank(self.size.width)
+        if y != 0:
+            return Strip.blank(self.size.width)
+        width, height = self.needed
+        text = tr(self.app.language, "qr.too_small", width=width + 2, height=height + 6)
+        return Strip([Segment(text[: self.size.width])], self.size.width)
+
+    def cells(self) -> list[list[tuple[bool, bool]]]:
+        """What is on screen as ``(upper dark, lower dark)`` per cell (for tests)."""
+        return [
+            [
+                (seg.style.color.name == _DARK, seg.style.bgcolor.name == _DARK)
+                for seg in strip
+                for _ in seg.text
+            ]
+            for strip in self._strips
+        ]

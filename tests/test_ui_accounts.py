@@ -1,0 +1,788 @@
+"""Pilot flows of the account screens against the live reference backend (no mocks).
+
+Login and its keyboard contract, the forced password change, wrong passwords and the
+lockout, the three-step reset, the menu keys, the profile fix, a session the backend
+ended, an unreachable backend, and ``--server`` keeping the server package unloaded.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Button, Input, OptionList, RadioButton, RadioSet, Static
+from textual.worker import WorkerState
+
+from epay_tui.api.client import ApiClient
+from epay_tui.config import Settings
+from epay_tui.screens.change_password import ChangePasswordScreen
+from epay_tui.screens.help import HelpScreen
+from epay_tui.screens.login import LoginScreen
+from epay_tui.screens.menu import MenuScreen
+from epay_tui.screens.profile import ProfileScreen
+from epay_tui.screens.reset_password import ResetPasswordScreen
+from epay_tui.server.config import ServerConfig
+from epay_tui.server.runner import BackgroundServer
+from epay_tui.widgets.captcha import CaptchaImage
+from epay_tui.widgets.checklist import PasswordChecklist
+from epay_tui.widgets.chrome import AppHeader
+from epay_tui.widgets.texts import Tr, TrButton
+from tests.conftest import CHEN, LI, WANG, ZHANG, latest_captcha_answer, solve_login
+
+SIZE = (100, 40)
+NEW_ZHANG = "Zhangwei2026x"
+ZHANG_ID_CARD = "320402200603152018"
+LI_ID_CARD = "320411200511083429"
+
+
+# ---------------------------------------------------------------------------- helpers
+async def settle(pilot: Pilot) -> None:
+    """Wait until no worker runs (workers may start workers) and the screen is idle."""
+    app = pilot.app
+    for _ in range(50):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
+            return
+    raise AssertionError("workers never settled")
+
+
+async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Yield to the app until ``condition`` holds (for a worker that never ends)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause()
+
+
+def text_of(widget: Widget) -> str:
+    """The words a widget shows."""
+    if isinstance(widget, Button):
+        return str(widget.label)
+    if isinstance(widget, Input):
+        return widget.value or str(widget.placeholder)
+    if isinstance(widget, OptionList):
+        return "\n".join(
+            str(widget.get_option_at_index(i).prompt) for i in range(widget.option_count)
+        )
+    if isinstance(widget, Static | AppHeader | PasswordChecklist) or type(widget).__name__ in (
+        "KeyBar",
+    ):
+        return str(widget.render())
+    return ""
+
+
+def screen_text(app: Any) -> str:
+    """Every word on the active screen, one widget per line."""
+    screen = app.screen
+    return "\n".join(
+        filter(None, (text_of(w) for w in screen.walk_children(with_self=False) if w.display))
+    )
+
+
+def title(app: Any) -> str:
+    return str(app.screen.query_one(".screen-title", Tr).render())
+
+
+def message(app: Any) -> str:
+    return str(app.screen.query_one("#message", Tr).render())
+
+
+def label_before(app: Any, input_id: str) -> str:
+    """The label of a form field (the Tr in the same row as the input)."""
+    field = app.screen.query_one(f"#{input_id}", Input).parent
+    return str(field.query_one(".label", Tr).render())
+
+
+def focused_id(app: Any) -> str | None:
+    return app.focused.id if app.focused is not None else None
+
+
+async def start(pilot: Pilot) -> None:
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, LoginScreen)
+    assert pilot.app.screen.captcha_id is not None
+
+
+async def log_in(pilot: Pilot, server: BackgroundServer, username: str, password: str) -> None:
+    """Type a login from a fresh login screen (focus in 学号) and submit it."""
+    assert focused_id(pilot.app) == "username"
+    await pilot.press(*username, "tab", *password, "tab", *latest_captcha_answer(server), "enter")
+    await settle(pilot)
+
+
+async def retry_password(pilot: Pilot, server: BackgroundServer, password: str) -> None:
+    """After a refused login the focus is in 密码 (emptied): type again and submit."""
+    assert focused_id(pilot.app) == "password"
+    assert pilot.app.screen.query_one("#password", Input).value == ""
+    await pilot.press(*password, "tab", *latest_captcha_answer(server), "enter")
+    await settle(pilot)
+
+
+def find_string(root: object, needle: str) -> list[str]:
+    """Paths under ``root`` (attributes of our own objects, containers, Inputs) holding
+    a string that contains ``needle``."""
+    found: list[str] = []
+    seen: set[int] = set()
+
+    def visit(obj: object, path: str, depth: int) -> None:
+        if isinstance(obj, str):
+            if needle in obj:
+                found.append(path)
+            return
+        if id(obj) in seen or depth > 8:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for key, value in list(obj.items()):
+                visit(key, f"{path}[key]", depth + 1)
+                visit(value, f"{path}[{key!r}]", depth + 1)
+        elif isinstance(obj, list | tuple | set | frozenset):
+            for i, value in enumerate(list(obj)):
+                visit(value, f"{path}[{i}]", depth + 1)
+        elif isinstance(obj, Input):
+            visit(obj.value, f"{path}.value", depth + 1)
+        if type(obj).__module__.startswith("epay_tui") and hasattr(obj, "__dict__"):
+            for name, value in list(vars(obj).items()):
+                visit(value, f"{path}.{name}", depth + 1)
+
+    visit(root, "root", 0)
+    return found
+
+
+def everything_holding(app: Any, needle: str) -> list[str]:
+    """Search the app and every screen (all stacks, every widget) for ``needle``."""
+    found = [f"app{p[4:]}" for p in find_string(app, needle)]
+    for stack in app._screen_stacks.values():
+        for screen in stack:
+            found += [f"{type(screen).__name__}{p[4:]}" for p in find_string(screen, needle)]
+            for widget in screen.walk_children(with_self=False):
+                found += [
+                    f"{type(screen).__name__}/{widget.id}{p[4:]}"
+                    for p in find_string(widget, needle)
+                ]
+    return found
+
+
+def outbox_codes(server: BackgroundServer, to: str) -> list[str]:
+    """The 6-digit codes sent to ``to``, read from the backend's outbox in-process."""
+    with server.backend.store.read() as conn:
+        rows = conn.execute("SELECT to_addr, body FROM outbox ORDER BY id").fetchall()
+    return [m for r in rows if r["to_addr"] == to for m in re.findall(r"\b\d{6}\b", r["body"])]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- login keys
+async def test_login_focus_tab_order_and_enter_in_captcha_submits(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        assert title(app) == "学生缴费登录"
+        assert focused_id(app) == "username"
+        order = []
+        for _ in range(5):
+            order.append(focused_id(app))
+            await pilot.press("tab")
+        assert order == ["username", "password", "captcha", "login", "forgot"]
+        assert focused_id(app) == "username"  # round again
+        await pilot.press("shift+tab")
+        assert focused_id(app) == "forgot"
+        await pilot.press("shift+tab", "shift+tab")
+        assert focused_id(app) == "captcha"
+        # enter in 学号 and 密码 moves on; enter in 验证码 submits
+        await pilot.press("shift+tab", "shift+tab")
+        await pilot.press(*CHEN[0], "enter")
+        assert focused_id(app) == "password"
+        await pilot.press(*CHEN[1], "enter")
+        assert focused_id(app) == "captcha"
+        await pilot.press(*latest_captcha_answer(ui_server), "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, MenuScreen)
+        assert app.user == (CHEN[0], "陈静")
+
+
+async def test_ctrl_r_fetches_a_new_captcha_and_clears_the_field(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        screen = app.screen
+        first = screen.captcha_id
+        await pilot.press("tab", "tab", *"ABCD")
+        assert screen.query_one("#captcha", Input).value == "ABCD"
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert screen.captcha_id is not None
+        assert screen.captcha_id != first
+        assert screen.query_one("#captcha", Input).value == ""
+        assert screen.query_one(CaptchaImage).has_image
+        # the new captcha is the one the backend issued last, and it works
+        with ui_server.backend.store.read() as conn:
+            latest = conn.execute(
+                "SELECT captcha_id FROM captchas ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        assert latest["captcha_id"] == screen.captcha_id
+
+
+async def test_f2_switches_language_live_on_every_screen(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        # login
+        login_button = app.screen.query_one("#login", TrButton)
+        assert (title(app), str(login_button.label), label_before(app, "username")) == (
+            "学生缴费登录",
+            "登录",
+            "学号",
+        )
+        await pilot.press("f2")
+        assert app.language == "en"
+        assert (title(app), str(login_button.label), label_before(app, "username")) == (
+            "Student payment login",
+            "Login",
+            "Student No.",
+        )
+        assert "Forgot password" in screen_text(app)
+        assert "Payment hours 08:00-22:00" in screen_text(app)
+        await pilot.press("f2")
+        assert (title(app), str(login_button.label), label_before(app, "username")) == (
+            "学生缴费登录",
+            "登录",
+            "学号",
+        )
+        assert "缴费开放时间 08:00-22:00" in screen_text(app)
+        assert "收款方一定是 常州工程职业技术学院" in screen_text(app)
+
+        # help over login
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        assert "帮助" in screen_text(app)
+        await pilot.press("f2")
+        assert "Help" in screen_text(app) and "Ctrl+R shows a new captcha" in screen_text(app)
+        await pilot.press("escape")
+        assert isinstance(app.screen, LoginScreen)
+        assert title(app) == "Student payment login"
+        await pilot.press("f2")
+
+        # reset
+        await pilot.press("tab", "tab", "tab", "tab", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ResetPasswordScreen)
+        assert title(app) == "忘记密码" and label_before(app, "id_card") == "身份证号"
+        await pilot.press("f2")
+        assert title(app) == "Reset password" and label_before(app, "id_card") == "ID card No."
+        assert "Step 1" in str(app.screen.query_one("#step", Tr).render())
+        await pilot.press("f2", "escape")
+        assert isinstance(app.screen, LoginScreen)
+
+        # forced change
+        await log_in(pilot, ui_server, *ZHANG)
+        assert isinstance(app.screen, ChangePasswordScreen)
+        assert title(app) == "修改密码" and label_before(app, "new") == "新密码"
+        assert "8-32位" in str(app.screen.query_one(PasswordChecklist).render())
+        await pilot.press("f2")
+        assert title(app) == "Change password" and label_before(app, "new") == "New password"
+        assert "8-32 characters" in str(app.screen.query_one(PasswordChecklist).render())
+        assert "First login" in screen_text(app)
+        await pilot.press("f2")
+        await pilot.press(*NEW_ZHANG, "tab", *NEW_ZHANG, "enter")
+        await settle(pilot)
+
+        # menu, entries included
+        assert isinstance(app.screen, MenuScreen)
+        entries = app.screen.query_one(OptionList)
+        prompts = [str(entries.get_option_at_index(i).prompt) for i in range(5)]
+        assert prompts == [
+            "1  自助缴费",
+            "2  我的订单",
+            "3  个人信息",
+            "4  修改密码",
+            "5  退出登录",
+        ]
+        assert title(app) == "≡ 菜单"
+        await pilot.press("f2")
+        prompts = [str(entries.get_option_at_index(i).prompt) for i in range(5)]
+        assert prompts == [
+            "1  Pay fees",
+            "2  My orders",
+            "3  Profile",
+            "4  Change password",
+            "5  Log out",
+        ]
+        assert title(app) == "≡ Menu"
+        assert "张伟 (2024010001)" in str(app.screen.query_one(AppHeader).render())
+
+        # profile (in English now), then back to Chinese there
+        await pilot.press("3")
+        await settle(pilot)
+        assert isinstance(app.screen, ProfileScreen)
+        assert title(app) == "Profile" and label_before(app, "phone") == "Phone"
+        await pilot.press("f2")
+        assert title(app) == "个人信息" and label_before(app, "phone") == "手机号"
+        assert label_before(app, "current") == "当前密码"
+        await pilot.press("escape")
+
+        # the menu's change password
+        await pilot.press("4")
+        await settle(pilot)
+        assert isinstance(app.screen, ChangePasswordScreen)
+        assert label_before(app, "old") == "原密码"
+        await pilot.press("f2")
+        assert label_before(app, "old") == "Current password"
+        assert str(app.screen.query_one("#submit", TrButton).label) == "OK"
+        await pilot.press("escape")
+        assert isinstance(app.screen, MenuScreen)
+        assert title(app) == "≡ Menu"
+
+
+async def test_f1_opens_help_for_the_screen_and_escape_closes_it(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await pilot.press(*"20240")
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        help_text = str(app.screen.query_one("#help-text", Tr).render())
+        assert "学号 → 密码 → 验证码 → 登录 → 忘记密码" in help_text
+        await pilot.press("escape")
+        assert isinstance(app.screen, LoginScreen)
+        assert focused_id(app) == "username"
+        assert app.screen.query_one("#username", Input).value == "20240"
+
+
+# ---------------------------------------------------------------------------- forced change
+async def test_first_login_forced_change_live_checklist_then_menu(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *ZHANG)
+        screen = app.screen
+        assert isinstance(screen, ChangePasswordScreen)
+        assert screen.query(Input).exclude("#new, #confirm").first(None) is None
+        assert [i.id for i in screen.query(Input)] == ["new", "confirm"]
+        assert focused_id(app) == "new"
+        assert "首次登录" in screen_text(app)
+
+        checklist = screen.query_one(PasswordChecklist)
+        assert "✓" not in str(checklist.render())  # nothing typed: nothing ticked
+
+        def ticks() -> dict[str, bool]:
+            line = str(checklist.render())
+            return {name: mark == "✓" for mark, name in re.findall(r"([✓✗·]) (\S+)", line)}
+
+        await pilot.press(*"abc")
+        assert ticks() == {
+            "8-32位": False,
+            "含字母": True,
+            "含数字": False,
+            "不含学号": True,
+            "非初始密码": True,
+            "非常见密码": True,
+        }
+        await pilot.press(*"12345")  # abc12345: long enough, has a digit
+        state = ticks()
+        assert state["8-32位"] and state["含字母"] and state["含数字"]
+        for _ in range(8):
+            await pilot.press("backspace")
+        await pilot.press(*"x2024010001")
+        state = ticks()
+        assert not state["不含学号"] and state["8-32位"] and state["含字母"] and state["含数字"]
+
+        # a refused submit names the failed items and puts focus back in 新密码
+        await pilot.press("tab", *"x2024010001", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ChangePasswordScreen)
+        assert "不含学号" in message(app)
+        assert "新密码不符合要求" in message(app)
+        assert focused_id(app) == "new"
+
+        new = screen.query_one("#new", Input)
+        for _ in range(len(new.value)):
+            await pilot.press("backspace")
+        await pilot.press(*NEW_ZHANG)
+        assert all(ticks().values()) and len(ticks()) == 6
+        await pilot.press("tab")
+        confirm = screen.query_one("#confirm", Input)
+        for _ in range(len(confirm.value)):
+            await pilot.press("backspace")
+        await pilot.press(*NEW_ZHANG, "enter")
+        await settle(pilot)
+
+        assert isinstance(app.screen, MenuScreen)
+        header = str(app.screen.query_one(AppHeader).render())
+        assert "张伟（2024010001）" in header
+        assert app.session is not None and app.session.username == ZHANG[0]
+
+        # the old password is kept nowhere any more
+        assert screen._old_password is None
+        assert find_string(screen, ZHANG[1]) == []
+        assert everything_holding(app, ZHANG[1]) == []
+
+    # and the backend took the new password
+    async with ApiClient(ui_server.url) as api:
+        result = await solve_login(api, ZHANG[0], NEW_ZHANG)
+        assert result.must_change_password is False
+
+
+async def test_weak_password_forces_change_with_the_weak_notice(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *WANG)
+        assert isinstance(app.screen, ChangePasswordScreen)
+        assert app.screen.forced == "weak"
+        notice = str(app.screen.query_one(".notice", Tr).render())
+        assert notice == "当前密码强度不足，请修改密码"
+        assert focused_id(app) == "new"
+        assert [i.id for i in app.screen.query(Input)] == ["new", "confirm"]
+
+
+async def test_escape_on_forced_change_logs_out(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *ZHANG)
+        assert isinstance(app.screen, ChangePasswordScreen)
+        token = app.api.token
+        assert token
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        assert len(app.screen_stack) == 2  # the default screen and login only
+        assert app.session is None and app.user is None and app.api.token is None
+        assert app.screen.query_one("#username", Input).value == ""
+    # the backend session is over too
+    async with ApiClient(ui_server.url) as api:
+        api.token = token
+        try:
+            await api.me()
+        except Exception as exc:
+            assert getattr(exc, "code", None) == "UNAUTHENTICATED"
+        else:
+            raise AssertionError("the session survived the escape")
+
+
+# ---------------------------------------------------------------------------- wrong input
+async def test_wrong_password_shows_attempts_left_then_locked_until(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, CHEN[0], "Wrong2026pass")
+        assert isinstance(app.screen, LoginScreen)
+        assert message(app) == "学号或密码不正确，还可尝试 4 次"
+        for left in (3, 2, 1):
+            await retry_password(pilot, ui_server, "Wrong2026pass")
+            assert message(app) == f"学号或密码不正确，还可尝试 {left} 次"
+        await retry_password(pilot, ui_server, "Wrong2026pass")
+        # locked for 15 minutes from 10:00 school time
+        assert "账号锁定至 10:15" in message(app)
+        assert app.session is None
+        # the right password now is refused too, with the same time
+        await retry_password(pilot, ui_server, CHEN[1])
+        assert isinstance(app.screen, LoginScreen)
+        assert "10:15" in message(app)
+
+
+async def test_wrong_captcha_says_so_and_shows_a_new_one(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        screen = app.screen
+        first = screen.captcha_id
+        wrong = "Q" + latest_captcha_answer(ui_server) + "Q"  # never the answer
+        await pilot.press(*CHEN[0], "tab")
+        await pilot.press(*CHEN[1], "tab", *wrong, "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        assert message(app) == "验证码错误或已过期，已换一张"
+        assert screen.captcha_id not in (None, first)
+        assert screen.query_one("#captcha", Input).value == ""
+        assert focused_id(app) == "captcha"
+        # a wrong captcha costs no attempt: the next right login works
+        await pilot.press(*latest_captcha_answer(ui_server), "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, MenuScreen)
+
+
+# ---------------------------------------------------------------------------- reset
+async def test_full_reset_through_the_ui_then_login_with_the_new_password(
+    make_ui_app, ui_server, clock
+):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await pilot.press(*ZHANG[0], "tab", "tab", "tab", "tab")
+        assert focused_id(app) == "forgot"
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ResetPasswordScreen)
+        assert screen.query_one("#username", Input).value == ZHANG[0]
+        assert focused_id(app) == "name"
+        assert str(screen.query_one("#step", Tr).render()) == "第一步：核对身份"
+        assert label_before(app, "name") == "姓名"
+        assert label_before(app, "id_card") == "身份证号"
+        assert label_before(app, "captcha") == "验证码"
+
+        await pilot.press(*"张伟", "enter")
+        assert focused_id(app) == "id_card"
+        await pilot.press(*ZHANG_ID_CARD, "enter")
+        assert focused_id(app) == "captcha"
+        await pilot.press(*latest_captcha_answer(ui_server), "enter")
+        await settle(pilot)
+
+        # step 2: the masked contacts; choose 短信
+        assert str(screen.query_one("#step", Tr).render()) == "第二步：获取验证码"
+        radios = screen.query_one(RadioSet)
+        labels = [str(b.label) for b in radios.query(RadioButton)]
+        assert labels[0] == "短信 138****0001"
+        assert any(label.startswith("邮箱 z***@example.edu.cn") for label in labels)
+        assert focused_id(app) == "channel"
+        assert radios.pressed_button is not None and radios.pressed_button.name == "sms"
+        assert outbox_codes(ui_server, "13800000001") == []
+        await pilot.press("tab")
+        assert focused_id(app) == "send"
+        assert str(screen.query_one("#send", TrButton).label) == "获取验证码"
+        await pilot.press("enter")
+        await settle(pilot)
+
+        # the code went by SMS (outbox, both in-process and over the dev hook)
+        codes = outbox_codes(ui_server, "13800000001")
+        assert len(codes) == 1
+        async with ApiClient(ui_server.url) as api:
+            outbox = await api.outbox()
+        assert [m.channel for m in outbox.messages if m.to == "13800000001"] == ["sms"]
+        assert outbox_codes(ui_server, "zhangwei@example.edu.cn") == []
+
+        # step 3 with the countdown
+        assert str(screen.query_one("#step", Tr).render()) == "第三步：设置新密码"
+        assert message(app) == "验证码已发送至 138****0001"
+        resend = screen.query_one("#resend", TrButton)
+        assert str(resend.label) == "60 秒后可重新获取"
+        assert resend.disabled
+        clock.advance(15)
+        screen._tick()
+        assert str(resend.label) == "45 秒后可重新获取"
+        assert focused_id(app) == "code"
+
+        await pilot.press(*codes[0], "enter")
+        assert focused_id(app) == "new"
+        await pilot.press(*NEW_ZHANG, "enter")
+        assert focused_id(app) == "confirm"
+        await pilot.press(*NEW_ZHANG, "enter")
+        await settle(pilot)
+
+        # back on login: number filled, the done notice, focus in 密码
+        assert isinstance(app.screen, LoginScreen)
+        assert app.screen.query_one("#username", Input).value == ZHANG[0]
+        assert message(app) == "密码已重置，请用新密码登录"
+        assert focused_id(app) == "password"
+        await pilot.press(*NEW_ZHANG, "tab", *latest_captcha_answer(ui_server), "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, MenuScreen)  # no forced change after a reset
+        assert app.user == (ZHANG[0], "张伟")
+
+
+async def test_reset_without_contact_says_go_to_the_helpdesk(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await pilot.press("tab", "tab", "tab", "tab", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ResetPasswordScreen)
+        assert focused_id(app) == "username"
+        await pilot.press(*LI[0], "enter", *"李娜", "enter", *LI_ID_CARD, "enter")
+        await pilot.press(*latest_captcha_answer(ui_server), "enter")
+        await settle(pilot)
+        assert "请到服务台重置密码" in message(app)
+        assert not app.screen.query_one(RadioSet).display
+        assert not app.screen.query_one("#send", TrButton).display
+        assert outbox_codes(ui_server, "1380000") == []
+
+
+# ---------------------------------------------------------------------------- menu
+async def test_menu_keys_profile_password_and_logout(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *CHEN)
+        assert isinstance(app.screen, MenuScreen)
+        assert "陈静（2024010004）" in str(app.screen.query_one(AppHeader).render())
+
+        await pilot.press("3")
+        await settle(pilot)
+        assert isinstance(app.screen, ProfileScreen)
+        assert title(app) == "个人信息"
+        assert str(app.screen.query_one("#show-username", Static).render()) == CHEN[0]
+        await pilot.press("escape")
+        assert isinstance(app.screen, MenuScreen)
+
+        await pilot.press("4")
+        await settle(pilot)
+        assert isinstance(app.screen, ChangePasswordScreen)
+        assert label_before(app, "old") == "原密码"
+        assert [i.id for i in app.screen.query(Input)] == ["old", "new", "confirm"]
+        assert focused_id(app) == "old"
+        await pilot.press("escape")
+        assert isinstance(app.screen, MenuScreen)
+
+        token = app.api.token
+        await pilot.press("5")
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        assert len(app.screen_stack) == 2
+        assert app.screen.query_one("#username", Input).value == ""
+        assert app.screen.query_one("#password", Input).value == ""
+        assert focused_id(app) == "username"
+        assert app.session is None and app.user is None and app.api.token is None
+        assert message(app) == "已退出登录"
+        assert "陈静" not in str(app.screen.query_one(AppHeader).render())
+        assert everything_holding(app, CHEN[1]) == []
+    async with ApiClient(ui_server.url) as api:
+        api.token = token
+        try:
+            await api.me()
+        except Exception as exc:
+            assert getattr(exc, "code", None) == "UNAUTHENTICATED"
+        else:
+            raise AssertionError("logout left the backend session alive")
+
+
+# ---------------------------------------------------------------------------- profile
+async def test_profile_fix_needs_the_password_then_saves(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *LI)
+        assert isinstance(app.screen, MenuScreen)
+        await pilot.press("3")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ProfileScreen)
+        phone_problem = screen.query_one("#phone-problem", Tr)
+        email_problem = screen.query_one("#email-problem", Tr)
+        assert str(phone_problem.render()) == "手机号有误：11位，以13-19开头"
+        assert str(email_problem.render()) == "请填写邮箱"
+        assert phone_problem.parent is screen.query_one("#phone", Input).parent
+        assert email_problem.parent is screen.query_one("#email", Input).parent
+        assert str(screen.query_one("#show-name", Static).render()) == "李娜"
+        id_card = str(screen.query_one("#show-id_card", Static).render())
+        assert id_card.startswith("320") and "3429" not in id_card
+
+        assert focused_id(app) == "phone"
+        assert screen.query_one("#phone", Input).value == "1380000"
+        await pilot.press("end", *["backspace"] * 7, *"13900000002", "tab")
+        assert focused_id(app) == "email"
+        await pilot.press(*"lina@example.edu.cn", "enter")
+        assert focused_id(app) == "current"
+        await pilot.press("enter")  # save without the password
+        await settle(pilot)
+        assert message(app) == "修改联系方式需要输入当前密码"
+        assert focused_id(app) == "current"
+
+        await pilot.press(*LI[1], "enter")
+        await settle(pilot)
+        assert message(app) == "个人信息已保存"
+        assert str(phone_problem.render()) == "✓"
+        assert str(email_problem.render()) == "✓"
+        assert screen.query_one("#current", Input).value == ""
+
+    async with ApiClient(ui_server.url) as api:
+        await solve_login(api, *LI)
+        me = await api.me()
+    assert (me.phone, me.email, me.profile_problems) == (
+        "13900000002",
+        "lina@example.edu.cn",
+        [],
+    )
+
+
+# ---------------------------------------------------------------------------- session end
+async def test_session_ended_by_the_backend_returns_to_login_saying_so(
+    make_ui_app, ui_server, clock
+):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *CHEN)
+        assert isinstance(app.screen, MenuScreen)
+        clock.advance(31 * 60)
+        await pilot.press("3")
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        assert message(app) == "登录已过期，请重新登录"
+        assert app.session is None and app.user is None and app.api.token is None
+        assert len(app.screen_stack) == 2
+
+
+# ---------------------------------------------------------------------------- no backend
+async def test_unreachable_backend_says_busy_then_retries_on_a_key(clock, monkeypatch):
+    from epay_tui.app import make_app
+    from epay_tui.screens import login
+
+    # a long automatic back-off: only the key can make the retry happen in this test
+    monkeypatch.setattr(login, "RETRY_DELAYS", (300,))
+    port = free_port()
+    app = make_app(Settings(server=f"http://127.0.0.1:{port}", timeout=2), None, clock)
+    backend: BackgroundServer | None = None
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: "网络繁忙" in message(app))
+            assert message(app).startswith("网络繁忙")
+            assert isinstance(app.screen, LoginScreen)
+            assert not app.screen.query_one(CaptchaImage).has_image
+            text = screen_text(app)
+            assert "Traceback" not in text and "Error" not in text
+            assert app.return_code is None  # still running
+
+            backend = BackgroundServer(
+                ServerConfig(port=port, demo_data=True, dev_hooks=True), clock
+            ).start()
+            await pilot.press("2")  # the student starts typing the number
+            await wait_until(pilot, lambda: app.screen.captcha_id is not None, timeout=10)
+            await settle(pilot)
+            assert app.screen.query_one(CaptchaImage).has_image
+            assert message(app) == ""
+            assert "缴费开放时间" in screen_text(app)
+    finally:
+        if backend is not None:
+            backend.stop()
+
+
+def test_server_flag_leaves_the_server_package_unimported():
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from epay_tui.config import Settings
+        from epay_tui.app import make_app
+        import epay_tui.cli
+
+        async def main():
+            app = make_app(Settings(server="http://127.0.0.1:9"))
+            async with app.run_test() as pilot:
+                await pilot.pause()
+                assert app.api is not None and app.embedded is None
+
+        asyncio.run(main())
+        loaded = sorted(m for m in sys.modules if m.startswith("epay_tui.server"))
+        print("LOADED", loaded)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout, done.stdout
