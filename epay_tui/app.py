@@ -29,6 +29,7 @@ class StudentSession:
     profile: Profile | None = None
     next_group: list[str] = field(default_factory=list)
     """Item ids 全选 left for the next order (the other receipt type)."""
+    looked_for_open_orders: bool = False
 
 
 class EpayApp(App[None]):

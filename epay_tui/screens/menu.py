@@ -10,6 +10,7 @@ from textual.widget import Widget
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from epay_tui.api.models import Orders
 from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 
@@ -38,6 +39,18 @@ class MenuScreen(EpayScreen):
     def on_mount(self) -> None:
         self.watch(self.app, "language", lambda _: self._retranslate(), init=False)
         self.query_one(OptionList).focus()
+        session = self.epay.session
+        if session is not None and not session.looked_for_open_orders:
+            session.looked_for_open_orders = True
+            self.call_api(lambda api: api.list_orders(), self._resume_unfinished, group="resume")
+
+    def _resume_unfinished(self, orders: Orders) -> None:
+        """Back after a crash or on another device: lead straight to the unfinished order."""
+        from epay_tui.screens.pay import PayScreen
+
+        unfinished = next((o for o in orders.orders if o.unfinished), None)
+        if unfinished is not None:
+            self.app.push_screen(PayScreen(unfinished))
 
     def _retranslate(self) -> None:
         menu = self.query_one(OptionList)
