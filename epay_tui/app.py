@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from epay_tui.api.client import ApiClient
 from epay_tui.api.clock import Clock, SystemClock
-from epay_tui.api.models import Meta, Profile
-from epay_tui.config import Settings
 from epay_tui.i18n import other
+
+if TYPE_CHECKING:  # the client (httpx, pydantic) is imported after the first frame
+    from epay_tui.api.client import ApiClient
+    from epay_tui.api.models import Meta, Profile
+    from epay_tui.config import Settings
 
 log = logging.getLogger("epay_tui")
 
@@ -70,8 +73,7 @@ class EpayApp(App[None]):
         if self.api is not None:
             self._api_ready.set()
         elif self.settings.server:
-            self.api = ApiClient(self.settings.server, timeout=self.settings.timeout)
-            self._api_ready.set()
+            self.call_after_refresh(self._use_backend, self.settings.server)
         else:
             self.sandbox = True
             self.call_after_refresh(self._start_embedded)
@@ -88,6 +90,8 @@ class EpayApp(App[None]):
         self.call_from_thread(self._use_backend, self.embedded.url)
 
     def _use_backend(self, url: str) -> None:
+        from epay_tui.api.client import ApiClient
+
         self.api = ApiClient(url, timeout=self.settings.timeout)
         self._api_ready.set()
 

@@ -1,43 +1,83 @@
-"""Client settings: defaults < TOML file < ``EPAY_*`` environment < command-line flags."""
+"""Client settings: defaults < TOML file < ``EPAY_*`` environment < command-line flags.
+
+Plain dataclasses (no pydantic): settings are read before the first frame, and the
+first frame should not wait for a validation library.
+"""
 
 from __future__ import annotations
 
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from typing import Any
 
 ENV_PREFIX = "EPAY_"
 
 
-class Settings(BaseModel):
-    """Everything the client can be told; each field documents itself."""
-
-    server: str | None = Field(
-        None, description="Backend base URL; unset starts the embedded sandbox backend"
-    )
-    lang: Literal["zh", "en"] = Field("zh", description="Language at start (f2 switches)")
-    kiosk: bool = Field(False, description="Unattended public terminal mode")
-    helpdesk: bool = Field(False, description="Staff helpdesk mode")
-    idle_timeout: int = Field(120, ge=10, le=3600, description="Kiosk idle logout, seconds")
-    staff_pin_hash: str | None = Field(None, description="scrypt hash of the kiosk staff PIN")
-    timeout: float = Field(10.0, gt=0, le=120, description="HTTP timeout, seconds")
-
-    @field_validator("server")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("server must be an http:// or https:// URL")
-        return value.rstrip("/")
-
-
 class SettingsError(ValueError):
     """A config file, variable or flag that cannot be used; the message says which."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the client can be told."""
+
+    server: str | None = None
+    """Backend base URL; unset starts the embedded sandbox backend."""
+    lang: str = "zh"
+    """Language at start: ``zh`` or ``en`` (f2 switches)."""
+    kiosk: bool = False
+    """Unattended public terminal mode."""
+    helpdesk: bool = False
+    """Staff helpdesk mode."""
+    idle_timeout: int = 120
+    """Kiosk: seconds without a key before the logout countdown (10-3600)."""
+    staff_pin_hash: str | None = None
+    """Kiosk: scrypt hash of the staff PIN that quitting asks for."""
+    timeout: float = 10.0
+    """HTTP timeout in seconds."""
+
+    def __post_init__(self) -> None:
+        if self.server is not None and not self.server.startswith(("http://", "https://")):
+            raise SettingsError(f"server must be an http:// or https:// URL, not {self.server!r}")
+        if self.lang not in ("zh", "en"):
+            raise SettingsError(f"lang must be zh or en, not {self.lang!r}")
+        if not 10 <= self.idle_timeout <= 3600:
+            raise SettingsError(f"idle_timeout must be 10-3600 seconds, not {self.idle_timeout}")
+        if not 0 < self.timeout <= 120:
+            raise SettingsError(f"timeout must be 0-120 seconds, not {self.timeout}")
+
+
+_TYPES = {"server": str, "lang": str, "kiosk": bool, "helpdesk": bool, "idle_timeout": int,
+          "staff_pin_hash": str, "timeout": float}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Values from TOML, env or flags to the field's type, with a clear error."""
+    kind = _TYPES[name]
+    if value is None or (isinstance(value, str) and value == "" and name == "server"):
+        return None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{name} must be true or false, not {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise SettingsError(f"{name} must be a number, not {value!r}")
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be a number, not {value!r}") from None
+    if not isinstance(value, str):
+        raise SettingsError(f"{name} must be text, not {value!r}")
+    return value.rstrip("/") if name == "server" else value
 
 
 def default_config_path() -> Path:
@@ -58,16 +98,18 @@ def _from_toml(path: Path, required: bool) -> dict[str, Any]:
     kiosk = data.pop("kiosk", {})
     if isinstance(kiosk, dict):
         data.update({k: v for k, v in kiosk.items() if k in ("idle_timeout", "staff_pin_hash")})
+    unknown = set(data) - set(_TYPES)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
     return data
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    found = {}
-    for name in Settings.model_fields:
-        value = env.get(ENV_PREFIX + name.upper())
-        if value is not None:
-            found[name] = value
-    return found
+    return {
+        name: env[ENV_PREFIX + name.upper()]
+        for name in _TYPES
+        if ENV_PREFIX + name.upper() in env
+    }
 
 
 def load_settings(
@@ -81,8 +123,7 @@ def load_settings(
     merged.update(_from_toml(path, required=config_path is not None))
     merged.update(_from_env(os.environ if env is None else env))
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
-    try:
-        return Settings(**merged)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SettingsError(problems) from None
+    return Settings(**{k: _coerce(k, v) for k, v in merged.items()})
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings))

@@ -12,13 +12,13 @@ from textual.widget import Widget
 from textual.worker import Worker
 
 from epay_tui.api import errors
-from epay_tui.api.client import ApiClient
 from epay_tui.i18n import tr
 from epay_tui.i18n.errors import describe
 from epay_tui.widgets.chrome import AppHeader, KeyBar
 from epay_tui.widgets.texts import Tr
 
 if TYPE_CHECKING:
+    from epay_tui.api.client import ApiClient
     from epay_tui.app import EpayApp
 
 log = logging.getLogger("epay_tui.screens")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Input
 
-from epay_tui.api.models import Captcha
 from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 from epay_tui.widgets.captcha import CaptchaImage
 from epay_tui.widgets.texts import Tr, TrButton
+
+if TYPE_CHECKING:
+    from epay_tui.api.models import Captcha
 
 
 class CaptchaForm(EpayScreen):

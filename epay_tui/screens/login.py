@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.containers import Horizontal, Vertical
@@ -12,10 +13,12 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from epay_tui.api import errors
-from epay_tui.api.models import LoginResult, Meta
 from epay_tui.i18n import tr
 from epay_tui.screens.captcha_flow import CaptchaForm
 from epay_tui.widgets.texts import Tr, TrButton
+
+if TYPE_CHECKING:
+    from epay_tui.api.models import LoginResult, Meta
 
 RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
 """Back-off between automatic retries while the backend cannot be reached (seconds)."""

@@ -6,7 +6,6 @@ import io
 from functools import lru_cache
 from itertools import groupby
 
-from PIL import Image, ImageOps
 from rich.cells import cell_len
 from rich.color import Color
 from rich.segment import Segment
@@ -28,6 +27,8 @@ def captcha_cells(png: bytes, size: tuple[int, int] = (64, 24)) -> list[list[tup
     Returns ``size[1] // 2`` rows of ``size[0]`` ``(top, bottom)`` gray values (0-255).
     Raises ``ValueError`` for a bad ``size`` and for an oversized or unreadable image.
     """
+    from PIL import Image, ImageOps  # after the first frame: the image arrives later
+
     width, height = size
     if width < 1 or height < 2 or height % 2:
         raise ValueError("size must be positive with an even height")
