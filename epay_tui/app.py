@@ -41,8 +41,8 @@ class EpayApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "epay-tui"
     BINDINGS = [
-        Binding("f1", "help", "help", id="help"),
-        Binding("f2", "toggle_language", "language", id="language"),
+        Binding("f1", "help", "help", id="help", priority=True),
+        Binding("f2", "toggle_language", "language", id="language", priority=True),
         Binding("ctrl+q", "quit_app", "quit", id="quit", priority=True),
     ]
 

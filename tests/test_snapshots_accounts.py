@@ -249,7 +249,7 @@ def test_forced_change_initial_empty(snap_compare, make_ui_app, ui_server, lang)
 
 @LANGS
 def test_forced_change_checklist_partly_ticked(snap_compare, make_ui_app, ui_server, lang):
-    """"abc" typed: 含字母 and others ticked, 8-32位 and 含数字 crossed."""
+    """Typed "abc": 含字母 and others ticked, 8-32位 and 含数字 crossed."""
 
     async def run_before(pilot):
         await zhang_forced(pilot, ui_server)

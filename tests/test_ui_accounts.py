@@ -7,15 +7,17 @@ ended, an unreachable backend, and ``--server`` keeping the server package unloa
 
 from __future__ import annotations
 
+import io
 import re
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from rich.console import Console
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Button, Input, OptionList, RadioButton, RadioSet, Static
@@ -33,11 +35,11 @@ from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.captcha import CaptchaImage
 from epay_tui.widgets.checklist import PasswordChecklist
-from epay_tui.widgets.chrome import AppHeader
+from epay_tui.widgets.chrome import AppHeader, KeyBar
 from epay_tui.widgets.texts import Tr, TrButton
 from tests.conftest import CHEN, LI, WANG, ZHANG, latest_captcha_answer, solve_login
 
-SIZE = (100, 40)
+SIZE = (80, 24)  # ui.md: no screen needs more
 NEW_ZHANG = "Zhangwei2026x"
 ZHANG_ID_CARD = "320402200603152018"
 LI_ID_CARD = "320411200511083429"
@@ -64,20 +66,31 @@ async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float
         await pilot.pause()
 
 
+def plain(renderable: object, width: int = SIZE[0]) -> str:
+    """A renderable (str, Text, Content, or any Rich renderable) as plain text."""
+    if isinstance(renderable, str):
+        return renderable
+    text = getattr(renderable, "plain", None)
+    if isinstance(text, str):
+        return text
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    with console.capture() as captured:
+        console.print(renderable, end="")
+    return captured.get()
+
+
 def text_of(widget: Widget) -> str:
     """The words a widget shows."""
     if isinstance(widget, Button):
-        return str(widget.label)
+        return plain(widget.label)
     if isinstance(widget, Input):
-        return widget.value or str(widget.placeholder)
+        return widget.value or plain(widget.placeholder)
     if isinstance(widget, OptionList):
         return "\n".join(
-            str(widget.get_option_at_index(i).prompt) for i in range(widget.option_count)
+            plain(widget.get_option_at_index(i).prompt) for i in range(widget.option_count)
         )
-    if isinstance(widget, Static | AppHeader | PasswordChecklist) or type(widget).__name__ in (
-        "KeyBar",
-    ):
-        return str(widget.render())
+    if isinstance(widget, Static | AppHeader | PasswordChecklist | KeyBar):
+        return plain(widget.render())
     return ""
 
 
@@ -90,17 +103,21 @@ def screen_text(app: Any) -> str:
 
 
 def title(app: Any) -> str:
-    return str(app.screen.query_one(".screen-title", Tr).render())
+    return plain(app.screen.query_one(".screen-title", Tr).render())
 
 
 def message(app: Any) -> str:
-    return str(app.screen.query_one("#message", Tr).render())
+    return plain(app.screen.query_one("#message", Tr).render())
+
+
+def header(app: Any) -> str:
+    return plain(app.screen.query_one(AppHeader).render())
 
 
 def label_before(app: Any, input_id: str) -> str:
     """The label of a form field (the Tr in the same row as the input)."""
     field = app.screen.query_one(f"#{input_id}", Input).parent
-    return str(field.query_one(".label", Tr).render())
+    return plain(field.query_one(".label", Tr).render())
 
 
 def focused_id(app: Any) -> str | None:
@@ -113,10 +130,29 @@ async def start(pilot: Pilot) -> None:
     assert pilot.app.screen.captcha_id is not None
 
 
+def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
+    """The answer of captcha ``captcha_id``, read in-process from the backend's store."""
+    with server.backend.store.read() as conn:
+        row = conn.execute(
+            "SELECT answer FROM captchas WHERE captcha_id=?", (captcha_id,)
+        ).fetchone()
+    assert row is not None, f"no captcha {captcha_id!r}"
+    return row["answer"]
+
+
+def shown_answer(pilot: Pilot, server: BackgroundServer) -> str:
+    """The answer of the captcha the current screen shows (and must be the latest)."""
+    shown = pilot.app.screen.captcha_id
+    assert shown is not None
+    answer = answer_for(server, shown)
+    assert answer == latest_captcha_answer(server)
+    return answer
+
+
 async def log_in(pilot: Pilot, server: BackgroundServer, username: str, password: str) -> None:
     """Type a login from a fresh login screen (focus in 学号) and submit it."""
     assert focused_id(pilot.app) == "username"
-    await pilot.press(*username, "tab", *password, "tab", *latest_captcha_answer(server), "enter")
+    await pilot.press(*username, "tab", *password, "tab", *shown_answer(pilot, server), "enter")
     await settle(pilot)
 
 
@@ -124,7 +160,7 @@ async def retry_password(pilot: Pilot, server: BackgroundServer, password: str) 
     """After a refused login the focus is in 密码 (emptied): type again and submit."""
     assert focused_id(pilot.app) == "password"
     assert pilot.app.screen.query_one("#password", Input).value == ""
-    await pilot.press(*password, "tab", *latest_captcha_answer(server), "enter")
+    await pilot.press(*password, "tab", *shown_answer(pilot, server), "enter")
     await settle(pilot)
 
 
@@ -237,115 +273,191 @@ async def test_ctrl_r_fetches_a_new_captcha_and_clears_the_field(make_ui_app, ui
         assert latest["captcha_id"] == screen.captcha_id
 
 
-async def test_f2_switches_language_live_on_every_screen(make_ui_app, ui_server):
+async def assert_f2_toggles(
+    pilot: Pilot, probe: Callable[[], object], zh: object, en: object
+) -> None:
+    """``probe()`` reads ``zh``; after f2 ``en``; after f2 again ``zh``."""
+    assert pilot.app.language == "zh"
+    assert probe() == zh
+    await pilot.press("f2")
+    assert pilot.app.language == "en"
+    assert probe() == en
+    await pilot.press("f2")
+    assert pilot.app.language == "zh"
+    assert probe() == zh
+
+
+async def test_f2_switches_the_login_screen(make_ui_app, ui_server):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
-        # login
-        login_button = app.screen.query_one("#login", TrButton)
-        assert (title(app), str(login_button.label), label_before(app, "username")) == (
-            "学生缴费登录",
-            "登录",
-            "学号",
-        )
-        await pilot.press("f2")
-        assert app.language == "en"
-        assert (title(app), str(login_button.label), label_before(app, "username")) == (
-            "Student payment login",
-            "Login",
-            "Student No.",
-        )
-        assert "Forgot password" in screen_text(app)
-        assert "Payment hours 08:00-22:00" in screen_text(app)
-        await pilot.press("f2")
-        assert (title(app), str(login_button.label), label_before(app, "username")) == (
-            "学生缴费登录",
-            "登录",
-            "学号",
-        )
-        assert "缴费开放时间 08:00-22:00" in screen_text(app)
-        assert "收款方一定是 常州工程职业技术学院" in screen_text(app)
+        button = app.screen.query_one("#login", TrButton)
 
-        # help over login
+        def probe() -> object:
+            return (
+                title(app),
+                plain(button.label),
+                label_before(app, "username"),
+                label_before(app, "password"),
+                label_before(app, "captcha"),
+            )
+
+        await assert_f2_toggles(
+            pilot,
+            probe,
+            ("学生缴费登录", "登录", "学号", "密码", "验证码"),
+            ("Student payment login", "Login", "Student No.", "Password", "Captcha"),
+        )
+        text = screen_text(app)
+        assert "缴费开放时间 08:00-22:00" in text
+        assert "收款方一定是 常州工程职业技术学院" in text
+        assert "初始密码：身份证后六位加 Czgc" in text
+        await pilot.press("f2")
+        text = screen_text(app)
+        assert "Payment hours 08:00-22:00" in text and "Forgot password" in text
+        assert "学号" not in text and "登录" not in text
+
+
+async def test_f2_switches_the_help_screen(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
-        assert "帮助" in screen_text(app)
-        await pilot.press("f2")
-        assert "Help" in screen_text(app) and "Ctrl+R shows a new captcha" in screen_text(app)
-        await pilot.press("escape")
-        assert isinstance(app.screen, LoginScreen)
-        assert title(app) == "Student payment login"
-        await pilot.press("f2")
 
-        # reset
+        def probe() -> object:
+            return (title(app), "Ctrl+R shows a new captcha" in screen_text(app))
+
+        await assert_f2_toggles(pilot, probe, ("帮助", False), ("Help", True))
+
+
+async def test_f2_switches_the_reset_screen(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
         await pilot.press("tab", "tab", "tab", "tab", "enter")
         await settle(pilot)
         assert isinstance(app.screen, ResetPasswordScreen)
-        assert title(app) == "忘记密码" and label_before(app, "id_card") == "身份证号"
-        await pilot.press("f2")
-        assert title(app) == "Reset password" and label_before(app, "id_card") == "ID card No."
-        assert "Step 1" in str(app.screen.query_one("#step", Tr).render())
-        await pilot.press("f2", "escape")
-        assert isinstance(app.screen, LoginScreen)
 
-        # forced change
+        def probe() -> object:
+            return (
+                title(app),
+                plain(app.screen.query_one("#step", Tr).render()),
+                label_before(app, "name"),
+                label_before(app, "id_card"),
+                plain(app.screen.query_one("#next", TrButton).label),
+            )
+
+        await assert_f2_toggles(
+            pilot,
+            probe,
+            ("忘记密码", "第一步：核对身份", "姓名", "身份证号", "下一步"),
+            ("Reset password", "Step 1: who you are", "Name", "ID card No.", "Next"),
+        )
+
+
+async def test_f2_switches_the_forced_change_screen(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
         await log_in(pilot, ui_server, *ZHANG)
         assert isinstance(app.screen, ChangePasswordScreen)
-        assert title(app) == "修改密码" and label_before(app, "new") == "新密码"
-        assert "8-32位" in str(app.screen.query_one(PasswordChecklist).render())
-        await pilot.press("f2")
-        assert title(app) == "Change password" and label_before(app, "new") == "New password"
-        assert "8-32 characters" in str(app.screen.query_one(PasswordChecklist).render())
-        assert "First login" in screen_text(app)
-        await pilot.press("f2")
-        await pilot.press(*NEW_ZHANG, "tab", *NEW_ZHANG, "enter")
-        await settle(pilot)
+        checklist = app.screen.query_one(PasswordChecklist)
 
-        # menu, entries included
+        def probe() -> object:
+            return (
+                title(app),
+                label_before(app, "new"),
+                label_before(app, "confirm"),
+                "8-32位" in plain(checklist.render()),
+                "8-32 characters" in plain(checklist.render()),
+                plain(app.screen.query_one(".notice", Tr).render()).startswith("First login"),
+            )
+
+        await assert_f2_toggles(
+            pilot,
+            probe,
+            ("修改密码", "新密码", "确认新密码", True, False, False),
+            ("Change password", "New password", "Confirm new password", False, True, True),
+        )
+
+
+async def test_f2_switches_the_menu_entries_and_header(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *CHEN)
         assert isinstance(app.screen, MenuScreen)
         entries = app.screen.query_one(OptionList)
-        prompts = [str(entries.get_option_at_index(i).prompt) for i in range(5)]
-        assert prompts == [
-            "1  自助缴费",
-            "2  我的订单",
-            "3  个人信息",
-            "4  修改密码",
-            "5  退出登录",
-        ]
-        assert title(app) == "≡ 菜单"
-        await pilot.press("f2")
-        prompts = [str(entries.get_option_at_index(i).prompt) for i in range(5)]
-        assert prompts == [
-            "1  Pay fees",
-            "2  My orders",
-            "3  Profile",
-            "4  Change password",
-            "5  Log out",
-        ]
-        assert title(app) == "≡ Menu"
-        assert "张伟 (2024010001)" in str(app.screen.query_one(AppHeader).render())
 
-        # profile (in English now), then back to Chinese there
+        def probe() -> object:
+            prompts = [plain(entries.get_option_at_index(i).prompt) for i in range(5)]
+            return (title(app), prompts, "陈静" in header(app))
+
+        await assert_f2_toggles(
+            pilot,
+            probe,
+            (
+                "≡ 菜单",
+                ["1  自助缴费", "2  我的订单", "3  个人信息", "4  修改密码", "5  退出登录"],
+                True,
+            ),
+            (
+                "≡ Menu",
+                ["1  Pay fees", "2  My orders", "3  Profile", "4  Change password", "5  Log out"],
+                True,
+            ),
+        )
+
+
+async def test_f2_switches_the_profile_screen(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *CHEN)
         await pilot.press("3")
         await settle(pilot)
         assert isinstance(app.screen, ProfileScreen)
-        assert title(app) == "Profile" and label_before(app, "phone") == "Phone"
-        await pilot.press("f2")
-        assert title(app) == "个人信息" and label_before(app, "phone") == "手机号"
-        assert label_before(app, "current") == "当前密码"
-        await pilot.press("escape")
 
-        # the menu's change password
+        def probe() -> object:
+            return (
+                title(app),
+                label_before(app, "phone"),
+                label_before(app, "email"),
+                label_before(app, "current"),
+                plain(app.screen.query_one("#save", TrButton).label),
+            )
+
+        await assert_f2_toggles(
+            pilot,
+            probe,
+            ("个人信息", "手机号", "邮箱", "当前密码", "保存"),
+            ("Profile", "Phone", "E-mail", "Current password", "Save"),
+        )
+
+
+async def test_f2_switches_the_menu_change_password_screen(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *CHEN)
         await pilot.press("4")
         await settle(pilot)
         assert isinstance(app.screen, ChangePasswordScreen)
-        assert label_before(app, "old") == "原密码"
-        await pilot.press("f2")
-        assert label_before(app, "old") == "Current password"
-        assert str(app.screen.query_one("#submit", TrButton).label) == "OK"
-        await pilot.press("escape")
-        assert isinstance(app.screen, MenuScreen)
-        assert title(app) == "≡ Menu"
+
+        def probe() -> object:
+            return (
+                title(app),
+                label_before(app, "old"),
+                plain(app.screen.query_one("#submit", TrButton).label),
+            )
+
+        await assert_f2_toggles(
+            pilot,
+            probe,
+            ("修改密码", "原密码", "确定"),
+            ("Change password", "Current password", "OK"),
+        )
 
 
 async def test_f1_opens_help_for_the_screen_and_escape_closes_it(make_ui_app, ui_server):
@@ -355,7 +467,7 @@ async def test_f1_opens_help_for_the_screen_and_escape_closes_it(make_ui_app, ui
         await pilot.press(*"20240")
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
-        help_text = str(app.screen.query_one("#help-text", Tr).render())
+        help_text = plain(app.screen.query_one("#help-text", Tr).render())
         assert "学号 → 密码 → 验证码 → 登录 → 忘记密码" in help_text
         await pilot.press("escape")
         assert isinstance(app.screen, LoginScreen)
@@ -371,49 +483,58 @@ async def test_first_login_forced_change_live_checklist_then_menu(make_ui_app, u
         await log_in(pilot, ui_server, *ZHANG)
         screen = app.screen
         assert isinstance(screen, ChangePasswordScreen)
-        assert screen.query(Input).exclude("#new, #confirm").first(None) is None
         assert [i.id for i in screen.query(Input)] == ["new", "confirm"]
         assert focused_id(app) == "new"
         assert "首次登录" in screen_text(app)
+        # the probe sees the password while the forced change still needs it
+        assert "ChangePasswordScreen._old_password" in everything_holding(app, ZHANG[1])
 
         checklist = screen.query_one(PasswordChecklist)
-        assert "✓" not in str(checklist.render())  # nothing typed: nothing ticked
+        assert "✓" not in plain(checklist.render())  # nothing typed: nothing ticked
 
         def ticks() -> dict[str, bool]:
-            line = str(checklist.render())
+            line = plain(checklist.render())
             return {name: mark == "✓" for mark, name in re.findall(r"([✓✗·]) (\S+)", line)}
 
-        await pilot.press(*"abc")
-        assert ticks() == {
-            "8-32位": False,
-            "含字母": True,
-            "含数字": False,
-            "不含学号": True,
-            "非初始密码": True,
-            "非常见密码": True,
-        }
-        await pilot.press(*"12345")  # abc12345: long enough, has a digit
-        state = ticks()
-        assert state["8-32位"] and state["含字母"] and state["含数字"]
-        for _ in range(8):
-            await pilot.press("backspace")
-        await pilot.press(*"x2024010001")
-        state = ticks()
-        assert not state["不含学号"] and state["8-32位"] and state["含字母"] and state["含数字"]
+        names = ["8-32位", "含字母", "含数字", "不含学号", "非初始密码", "非常见密码"]
 
-        # a refused submit names the failed items and puts focus back in 新密码
-        await pilot.press("tab", *"x2024010001", "enter")
-        await settle(pilot)
-        assert isinstance(app.screen, ChangePasswordScreen)
-        assert "不含学号" in message(app)
-        assert "新密码不符合要求" in message(app)
-        assert focused_id(app) == "new"
+        def failing() -> list[str]:
+            state = ticks()
+            assert list(state) == names
+            return [name for name, ok in state.items() if not ok]
 
         new = screen.query_one("#new", Input)
-        for _ in range(len(new.value)):
-            await pilot.press("backspace")
-        await pilot.press(*NEW_ZHANG)
-        assert all(ticks().values()) and len(ticks()) == 6
+
+        async def retype(text: str) -> None:
+            await pilot.press("end", *["backspace"] * len(new.value), *text)
+
+        await pilot.press(*"qzk")
+        assert failing() == ["8-32位", "含数字"]
+        await pilot.press("7")
+        assert failing() == ["8-32位"]
+        await pilot.press(*"3915")  # qzk73915
+        assert failing() == []
+        await retype("a1234567")
+        assert failing() == ["非常见密码"]
+        await retype("327156Czgc")
+        assert failing() == ["非初始密码"]
+        await retype("x2024010001")
+        assert failing() == ["不含学号"]
+        await retype("2024010001")
+        assert failing() == ["含字母", "不含学号"]
+
+        # a refused submit names the failed items and puts focus back in 新密码
+        await pilot.press("tab", *"2024010001", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ChangePasswordScreen)
+        refused = message(app)
+        assert refused.startswith("新密码不符合要求：")
+        assert "含字母" in refused and "不含学号" in refused
+        assert "8-32位" not in refused and "非常见密码" not in refused
+        assert focused_id(app) == "new"
+
+        await retype(NEW_ZHANG)
+        assert failing() == []
         await pilot.press("tab")
         confirm = screen.query_one("#confirm", Input)
         for _ in range(len(confirm.value)):
@@ -422,8 +543,7 @@ async def test_first_login_forced_change_live_checklist_then_menu(make_ui_app, u
         await settle(pilot)
 
         assert isinstance(app.screen, MenuScreen)
-        header = str(app.screen.query_one(AppHeader).render())
-        assert "张伟（2024010001）" in header
+        assert "张伟（2024010001）" in header(app)
         assert app.session is not None and app.session.username == ZHANG[0]
 
         # the old password is kept nowhere any more
@@ -444,7 +564,7 @@ async def test_weak_password_forces_change_with_the_weak_notice(make_ui_app, ui_
         await log_in(pilot, ui_server, *WANG)
         assert isinstance(app.screen, ChangePasswordScreen)
         assert app.screen.forced == "weak"
-        notice = str(app.screen.query_one(".notice", Tr).render())
+        notice = plain(app.screen.query_one(".notice", Tr).render())
         assert notice == "当前密码强度不足，请修改密码"
         assert focused_id(app) == "new"
         assert [i.id for i in app.screen.query(Input)] == ["new", "confirm"]
@@ -532,7 +652,7 @@ async def test_full_reset_through_the_ui_then_login_with_the_new_password(
         assert isinstance(screen, ResetPasswordScreen)
         assert screen.query_one("#username", Input).value == ZHANG[0]
         assert focused_id(app) == "name"
-        assert str(screen.query_one("#step", Tr).render()) == "第一步：核对身份"
+        assert plain(screen.query_one("#step", Tr).render()) == "第一步：核对身份"
         assert label_before(app, "name") == "姓名"
         assert label_before(app, "id_card") == "身份证号"
         assert label_before(app, "captcha") == "验证码"
@@ -545,17 +665,17 @@ async def test_full_reset_through_the_ui_then_login_with_the_new_password(
         await settle(pilot)
 
         # step 2: the masked contacts; choose 短信
-        assert str(screen.query_one("#step", Tr).render()) == "第二步：获取验证码"
+        assert plain(screen.query_one("#step", Tr).render()) == "第二步：获取验证码"
         radios = screen.query_one(RadioSet)
-        labels = [str(b.label) for b in radios.query(RadioButton)]
-        assert labels[0] == "短信 138****0001"
-        assert any(label.startswith("邮箱 z***@example.edu.cn") for label in labels)
+        buttons = list(radios.query(RadioButton))
+        assert [plain(b.label) for b in buttons] == ["短信 138****0001", "邮箱 z***@example.edu.cn"]
         assert focused_id(app) == "channel"
-        assert radios.pressed_button is not None and radios.pressed_button.name == "sms"
+        await pilot.press("enter")  # the highlight starts on the pre-selected 短信
+        assert [b.value for b in buttons] == [True, False]
         assert outbox_codes(ui_server, "13800000001") == []
         await pilot.press("tab")
         assert focused_id(app) == "send"
-        assert str(screen.query_one("#send", TrButton).label) == "获取验证码"
+        assert plain(screen.query_one("#send", TrButton).label) == "获取验证码"
         await pilot.press("enter")
         await settle(pilot)
 
@@ -568,7 +688,7 @@ async def test_full_reset_through_the_ui_then_login_with_the_new_password(
         assert outbox_codes(ui_server, "zhangwei@example.edu.cn") == []
 
         # step 3 with the countdown
-        assert str(screen.query_one("#step", Tr).render()) == "第三步：设置新密码"
+        assert plain(screen.query_one("#step", Tr).render()) == "第三步：设置新密码"
         assert message(app) == "验证码已发送至 138****0001"
         resend = screen.query_one("#resend", TrButton)
         assert str(resend.label) == "60 秒后可重新获取"
@@ -596,6 +716,27 @@ async def test_full_reset_through_the_ui_then_login_with_the_new_password(
         assert app.user == (ZHANG[0], "张伟")
 
 
+async def test_reset_choosing_email_by_keyboard_sends_the_code_by_email(make_ui_app, ui_server):
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await pilot.press(*ZHANG[0], "tab", "tab", "tab", "tab", "enter")
+        await settle(pilot)
+        await pilot.press(*"张伟", "enter", *ZHANG_ID_CARD, "enter")
+        await pilot.press(*latest_captcha_answer(ui_server), "enter")
+        await settle(pilot)
+        buttons = list(app.screen.query(RadioButton))
+        assert [b.value for b in buttons] == [True, False]  # 短信 comes pre-selected
+        assert focused_id(app) == "channel"
+        await pilot.press("down", "enter")  # to the second line, 邮箱, and pick it
+        assert [b.value for b in buttons] == [False, True]  # one choice at a time
+        await pilot.press("tab", "enter")  # 获取验证码
+        await settle(pilot)
+        assert len(outbox_codes(ui_server, "zhangwei@example.edu.cn")) == 1
+        assert outbox_codes(ui_server, "13800000001") == []
+        assert message(app) == "验证码已发送至 z***@example.edu.cn"
+
+
 async def test_reset_without_contact_says_go_to_the_helpdesk(make_ui_app, ui_server):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -620,13 +761,13 @@ async def test_menu_keys_profile_password_and_logout(make_ui_app, ui_server):
         await start(pilot)
         await log_in(pilot, ui_server, *CHEN)
         assert isinstance(app.screen, MenuScreen)
-        assert "陈静（2024010004）" in str(app.screen.query_one(AppHeader).render())
+        assert "陈静（2024010004）" in header(app)
 
         await pilot.press("3")
         await settle(pilot)
         assert isinstance(app.screen, ProfileScreen)
         assert title(app) == "个人信息"
-        assert str(app.screen.query_one("#show-username", Static).render()) == CHEN[0]
+        assert plain(app.screen.query_one("#show-username", Static).render()) == CHEN[0]
         await pilot.press("escape")
         assert isinstance(app.screen, MenuScreen)
 
@@ -649,7 +790,7 @@ async def test_menu_keys_profile_password_and_logout(make_ui_app, ui_server):
         assert focused_id(app) == "username"
         assert app.session is None and app.user is None and app.api.token is None
         assert message(app) == "已退出登录"
-        assert "陈静" not in str(app.screen.query_one(AppHeader).render())
+        assert "陈静" not in header(app)
         assert everything_holding(app, CHEN[1]) == []
     async with ApiClient(ui_server.url) as api:
         api.token = token
@@ -674,12 +815,12 @@ async def test_profile_fix_needs_the_password_then_saves(make_ui_app, ui_server)
         assert isinstance(screen, ProfileScreen)
         phone_problem = screen.query_one("#phone-problem", Tr)
         email_problem = screen.query_one("#email-problem", Tr)
-        assert str(phone_problem.render()) == "手机号有误：11位，以13-19开头"
-        assert str(email_problem.render()) == "请填写邮箱"
+        assert plain(phone_problem.render()) == "手机号有误：11位，以13-19开头"
+        assert plain(email_problem.render()) == "请填写邮箱"
         assert phone_problem.parent is screen.query_one("#phone", Input).parent
         assert email_problem.parent is screen.query_one("#email", Input).parent
-        assert str(screen.query_one("#show-name", Static).render()) == "李娜"
-        id_card = str(screen.query_one("#show-id_card", Static).render())
+        assert plain(screen.query_one("#show-name", Static).render()) == "李娜"
+        id_card = plain(screen.query_one("#show-id_card", Static).render())
         assert id_card.startswith("320") and "3429" not in id_card
 
         assert focused_id(app) == "phone"
@@ -696,8 +837,8 @@ async def test_profile_fix_needs_the_password_then_saves(make_ui_app, ui_server)
         await pilot.press(*LI[1], "enter")
         await settle(pilot)
         assert message(app) == "个人信息已保存"
-        assert str(phone_problem.render()) == "✓"
-        assert str(email_problem.render()) == "✓"
+        assert plain(phone_problem.render()) == "✓"
+        assert plain(email_problem.render()) == "✓"
         assert screen.query_one("#current", Input).value == ""
 
     async with ApiClient(ui_server.url) as api:
@@ -729,7 +870,8 @@ async def test_session_ended_by_the_backend_returns_to_login_saying_so(
 
 
 # ---------------------------------------------------------------------------- no backend
-async def test_unreachable_backend_says_busy_then_retries_on_a_key(clock, monkeypatch):
+@pytest.mark.parametrize("key", ["tab", "2"], ids=["tab", "a digit typed into the student number"])
+async def test_unreachable_backend_says_busy_then_retries_on_a_key(clock, monkeypatch, key):
     from epay_tui.app import make_app
     from epay_tui.screens import login
 
@@ -751,8 +893,8 @@ async def test_unreachable_backend_says_busy_then_retries_on_a_key(clock, monkey
             backend = BackgroundServer(
                 ServerConfig(port=port, demo_data=True, dev_hooks=True), clock
             ).start()
-            await pilot.press("2")  # the student starts typing the number
-            await wait_until(pilot, lambda: app.screen.captcha_id is not None, timeout=10)
+            await pilot.press(key)  # "any key retries now"
+            await wait_until(pilot, lambda: app.screen.captcha_id is not None, timeout=5)
             await settle(pilot)
             assert app.screen.query_one(CaptchaImage).has_image
             assert message(app) == ""
@@ -762,27 +904,38 @@ async def test_unreachable_backend_says_busy_then_retries_on_a_key(clock, monkey
             backend.stop()
 
 
-def test_server_flag_leaves_the_server_package_unimported():
-    script = textwrap.dedent(
-        """
-        import asyncio, sys
-        from epay_tui.config import Settings
-        from epay_tui.app import make_app
-        import epay_tui.cli
+IMPORT_PROBE = """
+import asyncio, sys
+from epay_tui.config import Settings
+from epay_tui.app import make_app
+import epay_tui.cli
 
-        async def main():
-            app = make_app(Settings(server="http://127.0.0.1:9"))
-            async with app.run_test() as pilot:
-                await pilot.pause()
-                assert app.api is not None and app.embedded is None
+async def main():
+    app = make_app(Settings(server=SERVER))
+    async with app.run_test() as pilot:
+        await app._api_ready.wait()
+        await pilot.pause()
+        assert app.api is not None
 
-        asyncio.run(main())
-        loaded = sorted(m for m in sys.modules if m.startswith("epay_tui.server"))
-        print("LOADED", loaded)
-        """
-    )
+asyncio.run(main())
+print("LOADED", sorted(m for m in sys.modules if m.startswith("epay_tui.server")))
+"""
+
+
+def run_import_probe(server: str | None) -> str:
+    script = IMPORT_PROBE.replace("SERVER", repr(server))
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert "LOADED []" in done.stdout, done.stdout
+    return done.stdout
+
+
+def test_server_flag_leaves_the_server_package_unimported():
+    assert "LOADED []" in run_import_probe("http://127.0.0.1:9")
+
+
+def test_the_import_probe_sees_the_server_package_of_the_embedded_backend():
+    """Without a server the embedded backend starts: the probe must notice it."""
+    out = run_import_probe(None)
+    assert "'epay_tui.server.runner'" in out, out

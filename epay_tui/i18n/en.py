@@ -217,6 +217,14 @@ MESSAGES: dict[str, str] = {
     "error.TIMEOUT": "The network is busy, please try again",
     "error.BAD_RESPONSE": "The network is busy, please try again",
     "error.INTERNAL_ERROR": "The system is busy, please try again",
+    "error.NOT_FOUND": "The system is busy, please try again",
+    "error.METHOD_NOT_ALLOWED": "The system is busy, please try again",
+    "error.PAYLOAD_TOO_LARGE": "Something you entered is too long",
+    "error.BAD_SIGNATURE": "The payment result could not be verified: ask the helpdesk",
+    "error.AMOUNT_MISMATCH": "The paid amount does not match the order: ask the helpdesk",
+    "error.TRADE_CLOSED": "This payment is closed",
+    "error.TRADE_PAID": "This payment is already made",
+    "error.TRADE_NOT_FOUND": "No such payment",
     "error.UNKNOWN": "That did not work ({code}); try again or ask the helpdesk",
     # help
     "help.login": (

@@ -215,6 +215,14 @@ MESSAGES: dict[str, str] = {
     "error.TIMEOUT": "网络繁忙，请稍后重试",
     "error.BAD_RESPONSE": "网络繁忙，请稍后重试",
     "error.INTERNAL_ERROR": "系统繁忙，请稍后重试",
+    "error.NOT_FOUND": "系统繁忙，请稍后重试",
+    "error.METHOD_NOT_ALLOWED": "系统繁忙，请稍后重试",
+    "error.PAYLOAD_TOO_LARGE": "填写的内容太长，请检查",
+    "error.BAD_SIGNATURE": "支付结果校验未通过，请到服务台咨询",
+    "error.AMOUNT_MISMATCH": "支付金额与订单不符，请到服务台咨询",
+    "error.TRADE_CLOSED": "这笔支付已关闭",
+    "error.TRADE_PAID": "这笔支付已完成",
+    "error.TRADE_NOT_FOUND": "没有找到这笔支付",
     "error.UNKNOWN": "操作未成功（{code}），请稍后重试或到服务台咨询",
     # help
     "help.login": (

@@ -95,6 +95,12 @@ class LoginScreen(CaptchaForm):
         if self._busy:
             self._retry_now.set()
 
+    @on(Input.Changed)
+    def _typed_while_busy(self) -> None:
+        """Typed keys go to the field, not to ``on_key``: they also mean "retry now"."""
+        if self._busy:
+            self._retry_now.set()
+
     def _show_meta(self, meta: Meta) -> None:
         self.epay.meta = meta
         self.epay.sandbox = meta.sandbox

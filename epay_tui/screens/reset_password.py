@@ -113,21 +113,22 @@ class ResetPasswordScreen(CaptchaForm):
         self.query_one("#captcha", Input).focus()
         return True
 
-    def _started(self, started: ResetStarted) -> None:
+    async def _started(self, started: ResetStarted) -> None:
         self.started = started
         self.query_one(PasswordChecklist).username = self.username
         self.message.clear()
         self._goto("channels", "reset.step2")
-        radios = self.query_one(RadioSet)
-        for channel in started.channels:
-            key = "reset.channel_sms" if channel.channel == "sms" else "reset.channel_email"
-            radios.mount(
-                RadioButton(
-                    tr(self.app.language, key, to=channel.to),
-                    value=not radios.children,
-                    name=channel.channel,
-                )
+        buttons = [
+            RadioButton(
+                tr(self.app.language, f"reset.channel_{c.channel}", to=c.to),
+                value=index == 0,
+                name=c.channel,
             )
+            for index, c in enumerate(started.channels)
+        ]
+        await self.query_one(RadioSet).remove()  # a fresh set knows its pressed button
+        radios = RadioSet(*buttons, id="channel")
+        await self.query_one("#channels").mount(radios, before=0)
         if not started.channels:
             radios.display = False
             self.query_one("#send").display = False
@@ -227,7 +228,6 @@ class ResetPasswordScreen(CaptchaForm):
     def _restart(self, exc: errors.ApiError) -> None:
         """The reset is void (expired or too many wrong codes): back to step 1."""
         self.started, self.channel, self.sent_at = None, None, None
-        self.query_one(RadioSet).remove_children()
         self._goto("identity", "reset.step1")
         self.show_error(exc)
         self.action_new_captcha()
