@@ -41,6 +41,11 @@ class EpayApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "epay-tui"
     BINDINGS = [
+        # Priority: focus moves in key order even when keys arrive in one burst (a card
+        # reader or a paste of "number<tab>password"); otherwise the widget sees the tab
+        # only after the next characters were already delivered to it.
+        Binding("tab", "focus_next", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", show=False, priority=True),
         Binding("f1", "help", "help", id="help", priority=True),
         Binding("f2", "toggle_language", "language", id="language", priority=True),
         Binding("ctrl+q", "quit_app", "quit", id="quit", priority=True),
