@@ -50,8 +50,15 @@ class Settings:
             raise SettingsError(f"timeout must be 0-120 seconds, not {self.timeout}")
 
 
-_TYPES = {"server": str, "lang": str, "kiosk": bool, "helpdesk": bool, "idle_timeout": int,
-          "staff_pin_hash": str, "timeout": float}
+_TYPES = {
+    "server": str,
+    "lang": str,
+    "kiosk": bool,
+    "helpdesk": bool,
+    "idle_timeout": int,
+    "staff_pin_hash": str,
+    "timeout": float,
+}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -106,9 +113,7 @@ def _from_toml(path: Path, required: bool) -> dict[str, Any]:
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return {
-        name: env[ENV_PREFIX + name.upper()]
-        for name in _TYPES
-        if ENV_PREFIX + name.upper() in env
+        name: env[ENV_PREFIX + name.upper()] for name in _TYPES if ENV_PREFIX + name.upper() in env
     }
 
 

@@ -443,7 +443,8 @@ def pay(backend: Backend, session: Session, order_no: str, channel: str) -> mode
             items = [
                 dict(r)
                 for r in conn.execute(
-                    "SELECT item_id AS id, name, amount FROM order_items WHERE order_no=?",
+                    "SELECT item_id AS id, name, amount FROM order_items WHERE order_no=?"
+                    " ORDER BY rowid",
                     (order_no,),
                 )
             ]
