@@ -148,6 +148,7 @@ MESSAGES: dict[str, str] = {
     "pay.closed_title": "Order closed",
     "pay.waiting_title": "Waiting for the bank",
     "pay.channel": "Scan with {channel}",
+    "pay.paid_with": "Paid with {channel}",
     "pay.amount": "Amount {amount}",
     "pay.payee": "Payee {payee}",
     "pay.order_no": "Order {order_no}",

@@ -148,6 +148,7 @@ MESSAGES: dict[str, str] = {
     "pay.closed_title": "订单已关闭",
     "pay.waiting_title": "等待银行确认",
     "pay.channel": "请用 {channel} 扫码",
+    "pay.paid_with": "支付方式 {channel}",
     "pay.amount": "金额 {amount}",
     "pay.payee": "收款方 {payee}",
     "pay.order_no": "订单号 {order_no}",

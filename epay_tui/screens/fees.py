@@ -144,8 +144,8 @@ class FeesScreen(EpayScreen):
             table.add_row(
                 "▾" if is_open else "▸",
                 Text(tag.tag, style="bold"),
-                hint,
                 "",
+                hint,
                 "",
                 "",
                 "",

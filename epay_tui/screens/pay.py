@@ -115,7 +115,8 @@ class PayScreen(EpayScreen):
         self.query_one("#back-button").display = not open_
         if self.channel:
             self.query_one("#pay-channel", Tr).show(
-                "pay.channel", channel=lambda lang: tr(lang, f"channel.{self.channel}")
+                "pay.channel" if open_ else "pay.paid_with",
+                channel=lambda lang: tr(lang, f"channel.{self.channel}"),
             )
         outcome = self.query_one("#outcome", Tr)
         title = self.query_one("#pay-title", Tr)
