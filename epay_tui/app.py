@@ -32,6 +32,8 @@ class StudentSession:
     profile: Profile | None = None
     next_group: list[str] = field(default_factory=list)
     """Item ids 全选 left for the next order (the other receipt type)."""
+    continue_group: list[str] = field(default_factory=list)
+    """``next_group`` once the first order is paid: 自助缴费 checks these next."""
     looked_for_open_orders: bool = False
 
 

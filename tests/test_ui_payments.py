@@ -431,7 +431,9 @@ async def test_fees_cursor_checking_mixed_dialog_select_all_and_previous_year(
         assert screen.open_tags == {CURRENT}
         table = screen.query_one("#fees", DataTable)
         assert row_text(app, f"tag:{CURRENT}")[:2] == ["▾", CURRENT]
-        assert row_text(app, f"tag:{PREVIOUS}")[:3] == ["▸", PREVIOUS, "查看收费项"]
+        assert "查看收费项" not in row_text(app, f"tag:{CURRENT}")
+        assert row_text(app, f"tag:{PREVIOUS}")[:2] == ["▸", PREVIOUS]
+        assert "查看收费项" in row_text(app, f"tag:{PREVIOUS}")
         assert table.row_count == 1 + 5 + 1
         assert row_of(app, "学费") == {
             "mark": "[ ]",
@@ -495,7 +497,8 @@ async def test_fees_cursor_checking_mixed_dialog_select_all_and_previous_year(
         await pilot.press("enter")
         await until(pilot, lambda: PREVIOUS in fees(app).open_tags, what="tag opened")
         assert isinstance(app.screen, FeesScreen)  # enter on a tag line is not 去支付
-        assert row_text(app, f"tag:{PREVIOUS}")[:3] == ["▾", PREVIOUS, ""]
+        assert row_text(app, f"tag:{PREVIOUS}")[:2] == ["▾", PREVIOUS]
+        assert "查看收费项" not in row_text(app, f"tag:{PREVIOUS}")
         for name in FISCAL:
             assert row_of(app, name, PREVIOUS)["state"] == "已缴"
             assert row_of(app, name, PREVIOUS)["mark"] != "[ ]"
@@ -556,6 +559,8 @@ async def test_pay_fiscal_then_agency_group_in_the_sandbox(
         outcome = shown(app, "#outcome")
         assert f"票据号 {first['receipt_no']}" in outcome
         assert f"交易号 {first['transaction_id']}" in outcome
+        assert "支付时间 2026-11-26 10:00:00" in outcome  # school time
+        assert shown(app, "#pay-order") == f"订单号 {first['order_no']}"
         assert not qr_widget(app).display
 
         clock.advance(60)  # the second order is a minute later

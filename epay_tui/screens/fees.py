@@ -104,13 +104,13 @@ class FeesScreen(EpayScreen):
             k: item for k in self.checked if (item := self.items.get(k)) and payable(item)
         }
         session = self.epay.session
-        if session is not None and session.next_group:
+        if session is not None and session.continue_group:  # the first group was paid
             group = [
                 self.items[i]
-                for i in session.next_group
+                for i in session.continue_group
                 if i in self.items and payable(self.items[i])
             ]
-            session.next_group = []
+            session.continue_group = []
             if group:
                 self.checked = {i.id: i for i in group}
                 self.say("fees.continue_rest", severity="ok")

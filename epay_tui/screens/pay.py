@@ -94,9 +94,14 @@ class PayScreen(EpayScreen):
         yield Tr(id="outcome")
         yield Tr(id="message")
         with Vertical(id="pay-buttons"):
-            yield TrButton("pay.claim_button", id="claim")
-            yield TrButton("pay.change_button", id="change")
-            yield TrButton("pay.cancel_button", id="cancel")
+            for button_id, key in (
+                ("claim", "pay.claim_button"),
+                ("change", "pay.change_button"),
+                ("cancel", "pay.cancel_button"),
+            ):
+                button = TrButton(key, id=button_id)
+                button.can_focus = False  # keys y/c/x: a stray enter must ask nothing
+                yield button
             yield TrButton("key.back", id="back-button", variant="primary")
 
     def on_mount(self) -> None:
@@ -187,6 +192,9 @@ class PayScreen(EpayScreen):
         if order.payment is not None:
             self.qr_url, self.channel = order.payment.qr_url, order.payment.channel
             self.query_one(QrCode).set_data(self.qr_url)
+        session = self.epay.session
+        if order.status == "paid" and session is not None and session.next_group:
+            session.continue_group, session.next_group = session.next_group, []
         if order.status == "paid" and self.epay.settings.kiosk:
             self.set_timer(30, self._kiosk_return)
         self.message.clear()

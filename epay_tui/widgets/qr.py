@@ -9,8 +9,10 @@ for the whole code it says so in words instead of drawing a code no phone can re
 from __future__ import annotations
 
 import segno
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
+from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -59,6 +61,7 @@ class QrCode(Widget):
         self.modules: list[list[bool]] = []
         self._strips: list[Strip] = []
         self.data = ""
+        self.fits = True
         if data:
             self.set_data(data)
 
@@ -76,32 +79,36 @@ class QrCode(Widget):
         """Cells needed: ``(width, height)``."""
         return (len(self.modules[0]) if self.modules else 0, len(self._strips))
 
-    @property
-    def fits(self) -> bool:
-        """The whole code is on screen: inside its container and not clipped."""
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        """The code's width when the container has room for the whole code, else all of it."""
         width, height = self.needed
-        if self.size.width < width or self.size.height < height:
-            return False
-        parent = self.parent
-        room = parent.content_region if isinstance(parent, Widget) else self.screen.region
-        return room.contains_region(self.region)
+        self.fits = width <= container.width and height <= container.height
+        return width if self.fits else container.width
 
-    def get_content_width(self, container, viewport) -> int:
-        return self.needed[0]
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return self.needed[1] if self.fits else len(self._sentence(width))
 
-    def get_content_height(self, container, viewport, width: int) -> int:
-        return self.needed[1]
+    def _sentence(self, width: int) -> list[str]:
+        """The "too small" sentence, wrapped by terminal cells (CJK counts double)."""
+        need_width, need_height = self.needed
+        text = tr(self.app.language, "qr.too_small", width=need_width + 2, height=need_height + 6)
+        lines, line = [], ""
+        for char in text:
+            if cell_len(line + char) > max(width, 1):
+                lines.append(line)
+                line = ""
+            line += char
+        return [*lines, line]
 
     def render_line(self, y: int) -> Strip:
+        width = self.size.width
         if not self._strips:
-            return Strip.blank(self.size.width)
+            return Strip.blank(width)
         if self.fits:
-            return self._strips[y] if y < len(self._strips) else Strip.blank(self.size.width)
-        if y != 0:
-            return Strip.blank(self.size.width)
-        width, height = self.needed
-        text = tr(self.app.language, "qr.too_small", width=width + 2, height=height + 6)
-        return Strip([Segment(text[: self.size.width])], self.size.width)
+            return self._strips[y] if y < len(self._strips) else Strip.blank(width)
+        lines = self._sentence(width)
+        text = lines[y] if y < len(lines) else ""
+        return Strip([Segment(text)], cell_len(text)).extend_cell_length(width)
 
     def cells(self) -> list[list[tuple[bool, bool]]]:
         """What is on screen as ``(upper dark, lower dark)`` per cell (for tests)."""
