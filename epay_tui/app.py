@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
@@ -150,6 +151,14 @@ class EpayApp(App[None]):
         self.show_fresh(LoginScreen(notice=notice, severity=severity, values=values))
 
     # ----------------------------------------------------------------- keys
+    async def on_event(self, event: events.Event) -> None:
+        """Every key, before any binding takes it, counts as activity for the screen."""
+        if isinstance(event, events.Key):
+            activity = getattr(self.screen, "key_activity", None)
+            if activity is not None:
+                activity()
+        await super().on_event(event)
+
     def global_key_hints(self) -> list[tuple[str, str]]:
         return [("F1", "key.help"), ("F2", "key.language"), ("^Q", "key.quit")]
 

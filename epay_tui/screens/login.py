@@ -91,13 +91,8 @@ class LoginScreen(CaptchaForm):
         self._show_meta(meta)
         self.show_captcha(captcha)
 
-    def on_key(self) -> None:
-        if self._busy:
-            self._retry_now.set()
-
-    @on(Input.Changed)
-    def _typed_while_busy(self) -> None:
-        """Typed keys go to the field, not to ``on_key``: they also mean "retry now"."""
+    def key_activity(self) -> None:
+        """Any key (the app tells us before bindings or fields take it) retries now."""
         if self._busy:
             self._retry_now.set()
 

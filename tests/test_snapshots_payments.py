@@ -1,0 +1,469 @@
+"""Snapshots of paying: 自助缴费, 确认订单, 扫码支付 and 我的订单, zh and en.
+
+Every shot is byte-stable from run to run:
+
+- the backend announces a fixed ``public_url``, so the QR's URL does not carry the
+  port of this run's backend;
+- the random sources the backend draws order numbers, pay tokens, trade numbers,
+  receipt numbers and transaction ids from (``secrets`` in ``server.payments`` and
+  ``server.gateway``) are replaced, in this test process, by seeded ``random.Random``
+  stand-ins — the backend runs in a thread of this process, so it sees them;
+- times come from the ManualClock (10:00 school time), captchas from a seed.
+
+The pay screen follows its order with a long poll that never ends while the order
+is open, so waits are on conditions (``until``), bounded, 0.05 s at a time — never on
+every worker finishing, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.worker import WorkerState
+
+from epay_tui.api.client import ApiClient, new_idempotency_key
+from epay_tui.api.clock import ManualClock
+from epay_tui.api.rules import parse_payment_hours
+from epay_tui.screens.change_password import ChangePasswordScreen
+from epay_tui.screens.confirm_order import ConfirmOrderScreen
+from epay_tui.screens.dialog import Choice
+from epay_tui.screens.fees import FeesScreen
+from epay_tui.screens.login import LoginScreen
+from epay_tui.screens.menu import MenuScreen
+from epay_tui.screens.orders import OrdersScreen
+from epay_tui.screens.pay import PayScreen
+from epay_tui.server.config import ServerConfig
+from epay_tui.server.runner import BackgroundServer
+from tests.conftest import CAPTCHA_SEED, SCHOOL_TZ, ZHANG, solve_login
+
+LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
+SIZE = (80, 24)
+SMALL = (60, 20)
+PUBLIC_URL = "http://127.0.0.1:8000"
+NEW_ZHANG = "Zhangwei2026x"
+
+RunBefore = Callable[[Pilot], Awaitable[None]]
+
+
+# ---------------------------------------------------------------------------- stable ids
+class SeededSecrets:
+    """Stands in for the ``secrets`` module: the same calls, values from a seeded PRNG."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+
+    def token_bytes(self, nbytes: int = 32) -> bytes:
+        return self._rng.randbytes(nbytes)
+
+    def token_hex(self, nbytes: int = 32) -> str:
+        return self.token_bytes(nbytes).hex()
+
+    def token_urlsafe(self, nbytes: int = 32) -> str:
+        return base64.urlsafe_b64encode(self.token_bytes(nbytes)).rstrip(b"=").decode("ascii")
+
+    def randbelow(self, exclusive_upper_bound: int) -> int:
+        return self._rng.randrange(exclusive_upper_bound)
+
+    def randbits(self, k: int) -> int:
+        return self._rng.getrandbits(k)
+
+    def choice(self, seq: Any) -> Any:
+        return self._rng.choice(seq)
+
+
+@pytest.fixture(autouse=True)
+def _stable_ids(monkeypatch) -> None:
+    """Order numbers, pay tokens, trade/receipt numbers and transaction ids repeat."""
+    from epay_tui.server import gateway, payments
+
+    monkeypatch.setattr(payments, "secrets", SeededSecrets(20261126))
+    monkeypatch.setattr(gateway, "secrets", SeededSecrets(20261127))
+
+
+@pytest.fixture
+def ui_server_config() -> ServerConfig:
+    """The conftest's UI backend, announcing a fixed public URL (the QR's host)."""
+    return ServerConfig(
+        demo_data=True,
+        dev_hooks=True,
+        host="127.0.0.1",
+        port=0,
+        payment_hours=parse_payment_hours("08:00-22:00"),
+        tick_seconds=0.05,
+        captcha_seed=CAPTCHA_SEED,
+        public_url=PUBLIC_URL,
+    )
+
+
+@pytest.fixture
+def zhang_password(ui_server: BackgroundServer) -> str:
+    """张伟 has done the forced change already (on another day): his password now."""
+
+    async def change() -> None:
+        async with ApiClient(ui_server.url) as api:
+            await solve_login(api, *ZHANG)
+            await api.change_password(ZHANG[1], NEW_ZHANG)
+            await api.logout()
+
+    asyncio.run(change())
+    return NEW_ZHANG
+
+
+# ---------------------------------------------------------------------------- waiting
+def busy(app: Any) -> list[str]:
+    """Workers still running, but the pay screen's long poll (it never ends while open)."""
+    return [
+        f"{w.group}:{w.name}"
+        for w in app.workers
+        if w.state in (WorkerState.PENDING, WorkerState.RUNNING) and w.group != "follow"
+    ]
+
+
+async def until(
+    pilot: Pilot, predicate: Callable[[], bool], timeout: float = 5.0, what: str = ""
+) -> None:
+    """Yield to the app (0.05 s at a time) until ``predicate()`` holds, or fail saying so."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / 0.05) + 200):
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            break
+        await pilot.pause(0.05)
+    if predicate():
+        return
+    raise AssertionError(
+        f"not reached within {timeout}s: {what}; "
+        f"screen {type(pilot.app.screen).__name__}, busy {busy(pilot.app)}"
+    )
+
+
+async def settle(pilot: Pilot) -> None:
+    """Every worker but the long poll has finished; the screen repainted."""
+    await until(pilot, lambda: not busy(pilot.app), what="workers settle")
+    await pilot.pause()
+
+
+def on(screen_type: type, app: Any) -> bool:
+    return isinstance(app.screen, screen_type)
+
+
+def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
+    with server.backend.store.read() as conn:
+        row = conn.execute(
+            "SELECT answer FROM captchas WHERE captcha_id=?", (captcha_id,)
+        ).fetchone()
+    assert row is not None, f"no captcha {captcha_id!r}"
+    return row["answer"]
+
+
+# ---------------------------------------------------------------------------- flows
+async def log_in(pilot: Pilot, server: BackgroundServer, password: str) -> None:
+    """张伟 from the login screen to the menu."""
+    app = pilot.app
+    await until(
+        pilot,
+        lambda: on(LoginScreen, app) and app.screen.captcha_id is not None,
+        what="login screen with a captcha",
+    )
+    answer = answer_for(server, app.screen.captcha_id)
+    await pilot.press(*ZHANG[0], "tab", *password, "tab", *answer, "enter")
+    await until(
+        pilot,
+        lambda: (
+            app.session is not None
+            and app.session.looked_for_open_orders
+            and not on(LoginScreen | ChangePasswordScreen, app)
+            and not busy(app)
+        ),
+        what="logged in",
+    )
+    await pilot.pause()
+    assert on(MenuScreen, app), type(app.screen).__name__
+
+
+async def open_fees(pilot: Pilot) -> None:
+    app = pilot.app
+    await pilot.press("1")
+    await until(pilot, lambda: on(FeesScreen, app) and app.screen.fees is not None, what="自助缴费")
+    await settle(pilot)
+
+
+async def fees_for(pilot: Pilot, server: BackgroundServer, password: str) -> None:
+    await log_in(pilot, server, password)
+    await open_fees(pilot)
+
+
+async def to_confirm(pilot: Pilot) -> None:
+    """On 自助缴费: 全选, then ``enter`` (去支付) → 确认订单."""
+    await pilot.press("a", "enter")
+    await until(pilot, lambda: on(ConfirmOrderScreen, pilot.app), what="确认订单")
+    await settle(pilot)
+
+
+async def to_pay(pilot: Pilot, server: BackgroundServer, password: str) -> PayScreen:
+    """Login → 自助缴费 → 全选 → 确认订单 → 提交支付 (微信支付): 扫码支付 with its QR."""
+    await fees_for(pilot, server, password)
+    await to_confirm(pilot)
+    await pilot.press("enter")
+    await until(
+        pilot,
+        lambda: on(PayScreen, pilot.app) and pilot.app.screen.qr_url is not None,
+        what="扫码支付 with a QR",
+    )
+    await settle(pilot)
+    return pilot.app.screen
+
+
+async def pay_by_phone(server: BackgroundServer, qr_url: str, outcome: str, **kw: Any) -> None:
+    """The payer's phone opens the pay link (sent to the backend's own address)."""
+    assert qr_url.startswith(PUBLIC_URL + "/sandbox/pay/"), qr_url
+    async with ApiClient(server.url) as phone:
+        await phone.sandbox_pay(qr_url, outcome, **kw)
+
+
+async def order_status(pilot: Pilot, status: str) -> None:
+    """扫码支付 shows an order in ``status`` (from the long poll)."""
+    app = pilot.app
+    await until(
+        pilot,
+        lambda: on(PayScreen, app) and app.screen.order.status == status,
+        what=f"扫码支付 with a {status} order",
+    )
+    await settle(pilot)
+
+
+async def dialog(pilot: Pilot) -> None:
+    await until(pilot, lambda: on(Choice, pilot.app), what="a dialog")
+    await settle(pilot)
+
+
+def shot(snap_compare, app, run_before: RunBefore, size: tuple[int, int] = SIZE) -> bool:
+    async def run(pilot: Pilot) -> None:
+        await run_before(pilot)
+        await settle(pilot)
+        await pilot.pause()
+
+    return snap_compare(app, terminal_size=size, run_before=run)
+
+
+# ============================================================================ 自助缴费
+@LANGS
+def test_fees_fresh(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """The current tag open, the previous closed (查看收费项), cursor on 学费, 合计 ¥0.00."""
+
+    async def run_before(pilot):
+        await fees_for(pilot, ui_server, zhang_password)
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_fees_select_all_on_a_mix(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """全选: 学费 and 住宿费 checked (财政票据 first), the college's advice on the line."""
+
+    async def run_before(pilot):
+        await fees_for(pilot, ui_server, zhang_password)
+        await pilot.press("a")
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_fees_mixed_receipt_dialog(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """学费 checked, then 教材费: the receipt-type dialog, 切换选择 focused, 取消 beside it."""
+
+    async def run_before(pilot):
+        await fees_for(pilot, ui_server, zhang_password)
+        await pilot.press("space", "down", "down", "space")
+        await dialog(pilot)
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+async def ordered_elsewhere(pilot: Pilot, server: BackgroundServer, password: str) -> None:
+    """Logged in here; meanwhile another device orders 学费 and 住宿费; then 自助缴费."""
+    await log_in(pilot, server, password)
+    async with ApiClient(server.url) as device:
+        await solve_login(device, ZHANG[0], password)
+        current = (await device.fees()).tags[0]
+        fiscal = [i.id for i in current.items if i.receipt_type == "fiscal"]
+        order = await device.create_order(fiscal, new_idempotency_key())
+        await device.pay_order(order.order_no, "wechat")
+    await open_fees(pilot)
+    await pilot.press("up", "up")  # from 教材费 (first payable) to 学费, which is 支付中
+    await settle(pilot)
+
+
+@LANGS
+def test_fees_in_order_elsewhere_detail(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """学费/住宿费 支付中 (an order from another device); on 学费 the line names its order."""
+
+    async def run_before(pilot):
+        await ordered_elsewhere(pilot, ui_server, zhang_password)
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_fees_in_order_elsewhere_resume_dialog(
+    snap_compare, make_ui_app, ui_server, zhang_password, lang
+):
+    """``space`` on an item 支付中: 继续支付 the order (named) or 取消."""
+
+    async def run_before(pilot):
+        await ordered_elsewhere(pilot, ui_server, zhang_password)
+        await pilot.press("space")
+        await dialog(pilot)
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_fees_outside_payment_hours(
+    snap_compare, make_ui_app, ui_server, zhang_password, clock: ManualClock, lang
+):
+    """22:30: 去支付 disabled, the banner says it opens at 08:00 (08:00-22:00)."""
+    clock.set(datetime(2026, 11, 26, 22, 30, tzinfo=SCHOOL_TZ))
+
+    async def run_before(pilot):
+        await fees_for(pilot, ui_server, zhang_password)
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+# ============================================================================ 确认订单
+@LANGS
+def test_confirm_order_alipay(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """学费 and 住宿费, 合计 ¥7,700.00, 财政票据, 收款方; ``2`` chose 支付宝."""
+
+    async def run_before(pilot):
+        await fees_for(pilot, ui_server, zhang_password)
+        await to_confirm(pilot)
+        await pilot.press("2")
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+# ============================================================================ 扫码支付
+@LANGS
+def test_pay_qr(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """The QR (fixed URL), 微信支付, amount, 收款方, order number, 15:00 left, y/c/x."""
+
+    async def run_before(pilot):
+        await to_pay(pilot, ui_server, zhang_password)
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_pay_qr_terminal_too_small(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """60x20: no QR a phone could not read, a sentence asking for a larger terminal."""
+
+    async def run_before(pilot):
+        await to_pay(pilot, ui_server, zhang_password)
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before, size=SMALL)
+
+
+@LANGS
+def test_pay_success(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """Paid from the phone: 支付成功, 订单号, 票据号, 交易号, 支付时间 10:00:00, 返回."""
+
+    async def run_before(pilot):
+        pay = await to_pay(pilot, ui_server, zhang_password)
+        await pay_by_phone(ui_server, pay.qr_url or "", "success")
+        await order_status(pilot, "paid")
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_pay_cancelled_closed(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """``x`` then ``enter``: 订单已关闭, the items freed, 返回."""
+
+    async def run_before(pilot):
+        await to_pay(pilot, ui_server, zhang_password)
+        await pilot.press("x")
+        await dialog(pilot)
+        await pilot.press("enter")
+        await order_status(pilot, "closed")
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_pay_claimed_slow_payment_waits(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """我已支付 while the bank is slow: the college's do-not-pay-again words, no QR."""
+
+    async def run_before(pilot):
+        pay = await to_pay(pilot, ui_server, zhang_password)
+        await pay_by_phone(ui_server, pay.qr_url or "", "slow", delay_seconds=30)
+        await pilot.press("y")
+        await dialog(pilot)
+        await pilot.press("enter")
+        await order_status(pilot, "awaiting_confirmation")
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_pay_channel_choice_dialog(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """``c``: 微信支付, 支付宝, 建行龙支付 over the QR screen."""
+
+    async def run_before(pilot):
+        await to_pay(pilot, ui_server, zhang_password)
+        await pilot.press("c")
+        await dialog(pilot)
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+# ============================================================================ 我的订单
+@LANGS
+def test_orders_paid_and_open(
+    snap_compare, make_ui_app, ui_server, zhang_password, clock: ManualClock, lang
+):
+    """The fiscal order paid at 10:00, the agency order open since 10:01, newest first."""
+
+    async def run_before(pilot):
+        app = pilot.app
+        pay = await to_pay(pilot, ui_server, zhang_password)
+        await pay_by_phone(ui_server, pay.qr_url or "", "success")
+        await order_status(pilot, "paid")
+        clock.advance(60)
+        await pilot.press("enter")  # 返回: the other fees are checked already
+        await until(
+            pilot,
+            lambda: on(FeesScreen, app) and bool(app.screen.checked) and not busy(app),
+            what="自助缴费 with the rest checked",
+        )
+        await pilot.press("enter")
+        await until(pilot, lambda: on(ConfirmOrderScreen, app), what="确认订单")
+        await settle(pilot)
+        await pilot.press("enter")
+        await until(
+            pilot,
+            lambda: on(PayScreen, app) and app.screen.order.order_no != pay.order.order_no,
+            what="the second 扫码支付",
+        )
+        await settle(pilot)
+        await pilot.press("escape")  # leave it open
+        await until(pilot, lambda: on(FeesScreen, app), what="自助缴费")
+        await settle(pilot)
+        await pilot.press("escape")
+        await until(pilot, lambda: on(MenuScreen, app), what="menu")
+        await pilot.press("2")
+        await until(pilot, lambda: on(OrdersScreen, app), what="我的订单")
+        await settle(pilot)
+        await until(pilot, lambda: len(app.screen.orders) == 2, what="two orders listed")
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
