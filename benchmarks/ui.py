@@ -15,9 +15,14 @@ this process, as in the tests; the app is ``make_app`` wired to it and driven by
    interleaved, as the baseline of Pilot's own waits. Also key → first frame drawn with
    the new mark, from the frame hook (no Pilot waits in it);
 3. a one-item order of a second student (自助缴费 → space → 确认订单 → 提交支付 → 扫码支付),
-   ``--runs`` times: from the sandbox payment (``ApiClient.sandbox_pay`` on the QR's
-   URL, a separate client playing the payer's phone) until the pay screen's order is
-   ``paid`` and its 支付成功 outcome is shown.
+   ``--runs`` times after one unmeasured cold run: from the sandbox payment
+   (``ApiClient.sandbox_pay`` on the QR's URL, a separate client playing the payer's
+   phone) until the pay screen's order is ``paid`` and its 支付成功 outcome is shown.
+
+Also reported: the process's peak RSS (``ru_maxrss``; the backend thread included),
+every generation-2 garbage collection during the run (a pause of the whole process),
+and how many 自助缴费 screens are still alive after ``gc.collect()`` once back on the
+menu (each visit makes a new one; a closed screen should be freed).
 
     python benchmarks/ui.py [--items 300] [--tags 3] [--presses 100] [--runs 10]
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import os
 import platform
@@ -289,16 +295,24 @@ class Results:
     pay_post: list[float] = field(default_factory=list)
     pay_screen: list[float] = field(default_factory=list)
     pay_frame: list[float] = field(default_factory=list)
+    cold_pay: tuple[float, float] = (0.0, 0.0)
+    gc_windows: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) of every generation-2 collection."""
+    windows: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """(start, end) of every frame-hook sample, per measurement."""
+    fee_screens_alive: int = 0
+    fee_screens_opened: int = 0
+    language_watchers: int = 0
     rss_before_kib: int = 0
     rss_end_kib: int = 0
 
 
-async def measure_fees(pilot: Any, server: Any, args: Any, rows: int, out: Results) -> None:
+async def measure_fees(
+    pilot: Any, server: Any, args: Any, rows: int, out: Results, watch: FrameWatch
+) -> None:
     from epay_tui.screens.fees import FeesScreen
 
     app = pilot.app
-    watch = FrameWatch()
-    watch.install(app)
     await log_in(pilot, server, BIG[0], args.timeout)
 
     out.cold_open = await open_fees(pilot, rows, watch, args.timeout)
@@ -307,6 +321,8 @@ async def measure_fees(pilot: Any, server: Any, args: Any, rows: int, out: Resul
         loaded, painted = await open_fees(pilot, rows, watch, args.timeout)
         out.open_rows.append(loaded)
         out.open_frame.append(painted)
+        assert watch.hit is not None
+        out.windows.setdefault("open", []).append((watch.hit - painted, watch.hit))
 
     screen = app.screen
     assert isinstance(screen, FeesScreen)
@@ -341,6 +357,7 @@ async def measure_fees(pilot: Any, server: Any, args: Any, rows: int, out: Resul
         await until(pilot, lambda: watch.hit is not None, args.timeout, "a frame with the mark")
         assert watch.hit is not None
         out.space_frame.append(watch.hit - start)
+        out.windows.setdefault("space", []).append((start, watch.hit))
         out.space_frames_drawn.append(watch.frames - frames_before)
         if not isinstance(app.screen, FeesScreen):
             raise BenchError(f"press {n}: space opened {type(app.screen).__name__}")
@@ -358,17 +375,17 @@ async def measure_fees(pilot: Any, server: Any, args: Any, rows: int, out: Resul
     await pilot.press("5")  # 退出登录
 
 
-async def measure_payment(pilot: Any, server: Any, args: Any, out: Results) -> None:
+async def measure_payment(
+    pilot: Any, server: Any, args: Any, out: Results, watch: FrameWatch
+) -> None:
     from epay_tui.api.client import ApiClient
     from epay_tui.screens.confirm_order import ConfirmOrderScreen
     from epay_tui.screens.fees import FeesScreen
     from epay_tui.screens.pay import PayScreen
 
     app = pilot.app
-    watch = FrameWatch()
-    watch.install(app)
     await log_in(pilot, server, PAYER[0], args.timeout)
-    rows = 1 + args.runs + 1  # one tag: its line and its items (one spare)
+    rows = 1 + args.runs + 2  # one tag: its line and its items (a cold run and a spare)
 
     def paid_shown() -> bool:
         screen = app.screen
@@ -378,7 +395,7 @@ async def measure_payment(pilot: Any, server: Any, args: Any, out: Results) -> N
         return shown(app, "#pay-title") == "支付成功" and receipt in shown(app, "#outcome")
 
     async with ApiClient(server.url) as phone:
-        for run in range(args.runs):
+        for run in range(args.runs + 1):  # run 0: cold, not in the statistics
             await open_fees(pilot, rows, watch, args.timeout)
             screen = app.screen
             assert isinstance(screen, FeesScreen)
@@ -408,14 +425,20 @@ async def measure_payment(pilot: Any, server: Any, args: Any, out: Results) -> N
             watch.expect(paid_shown)
             start = time.perf_counter()
             result = await phone.sandbox_pay(pay.qr_url, "success")
-            out.pay_post.append(time.perf_counter() - start)
+            posted = time.perf_counter() - start
             if result.trade_state != "SUCCESS":
                 raise BenchError(f"run {run}: the sandbox answered {result.trade_state}")
             await until(pilot, paid_shown, args.timeout, f"run {run}: 支付成功")
-            out.pay_screen.append(time.perf_counter() - start)
+            on_screen = time.perf_counter() - start
             await until(pilot, lambda: watch.hit is not None, args.timeout, "a frame with 支付成功")
             assert watch.hit is not None
-            out.pay_frame.append(watch.hit - start)
+            if run == 0:
+                out.cold_pay = (on_screen, watch.hit - start)
+            else:
+                out.pay_post.append(posted)
+                out.pay_screen.append(on_screen)
+                out.pay_frame.append(watch.hit - start)
+                out.windows.setdefault("pay", []).append((start, watch.hit))
             watch.expect(lambda: False)
 
             await pilot.press("enter")  # 返回: back on 自助缴费, which reloads
@@ -424,6 +447,24 @@ async def measure_payment(pilot: Any, server: Any, args: Any, out: Results) -> N
             )
             await until(pilot, lambda: not busy(app), args.timeout, "自助缴费 settled", 0.02)
             await back_to_menu(pilot, args.timeout)
+
+    gc.collect()  # on the menu: every 自助缴费 screen has been closed
+    out.fee_screens_alive = sum(1 for o in gc.get_objects() if isinstance(o, FeesScreen))
+    out.fee_screens_opened = 2 * (args.runs + 1)  # measure_fees and measure_payment
+    out.language_watchers = len(getattr(app, "__watchers", {}).get("language", []))
+
+
+def track_gc(windows: list[tuple[float, float]]) -> Callable[[str, dict[str, Any]], None]:
+    """A ``gc.callbacks`` hook: appends (start, end) of every generation-2 collection."""
+    started = [0.0]
+
+    def hook(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        elif info.get("generation") == 2:
+            windows.append((started[0], time.perf_counter()))
+
+    return hook
 
 
 async def run(args: argparse.Namespace) -> Results:
@@ -440,13 +481,20 @@ async def run(args: argparse.Namespace) -> Results:
     )
     with BackgroundServer(config) as server:
         add_student_with_items(server.backend, *BIG, args.items, args.tags)
-        add_student_with_items(server.backend, *PAYER, args.runs + 1, 1)
+        add_student_with_items(server.backend, *PAYER, args.runs + 2, 1)
         rows = args.tags + math.ceil(args.items / args.tags)  # tag lines + the open tag's items
         out.rss_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         app = make_app(Settings(server=server.url), ApiClient(server.url))
-        async with app.run_test(size=SIZE) as pilot:
-            await measure_fees(pilot, server, args, rows, out)
-            await measure_payment(pilot, server, args, out)
+        hook = track_gc(out.gc_windows)
+        gc.callbacks.append(hook)
+        try:
+            watch = FrameWatch()
+            watch.install(app)
+            async with app.run_test(size=SIZE) as pilot:
+                await measure_fees(pilot, server, args, rows, out, watch)
+                await measure_payment(pilot, server, args, out, watch)
+        finally:
+            gc.callbacks.remove(hook)
         out.rss_end_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return out
 
@@ -457,6 +505,15 @@ def report(args: argparse.Namespace, out: Results) -> None:
     noop_median = statistics.median(out.noop_raw)
     space_net = [v - noop_median for v in out.space_raw]
     within = sum(1 for v in out.space_frame if v <= budget)
+    gc_pauses = [end - start for start, end in out.gc_windows]
+
+    def with_gc(name: str) -> str:
+        hit = sum(
+            1
+            for start, end in out.windows.get(name, [])
+            if any(g0 < end and g1 > start for g0, g1 in out.gc_windows)
+        )
+        return f"{hit}/{len(out.windows.get(name, []))} overlap a gen-2 GC"
 
     def row(name: str, values: list[float], note: str = "", vs_budget: bool = False) -> str:
         med, high = statistics.median(values), p95(values)
@@ -479,16 +536,16 @@ def report(args: argparse.Namespace, out: Results) -> None:
     print("|---|---:|---:|---:|---:|---|")
     print(
         row(
-            "自助缴费: `1` → all open-tag rows in the DataTable",
+            "自助缴费: `1` → all open-tag rows in the DataTable [^0]",
             out.open_rows,
             f"cold first entry {ms(out.cold_open[0])}",
         )
     )
     print(
         row(
-            "自助缴费: `1` → first frame drawn with them",
+            "自助缴费: `1` → first frame drawn with them [^2]",
             out.open_frame,
-            f"cold first entry {ms(out.cold_open[1])}",
+            f"cold first entry {ms(out.cold_open[1])}; {with_gc('open')}",
         )
     )
     print(row("`space` → new mark + `pilot.pause()`, raw [^1]", out.space_raw, "", True))
@@ -499,7 +556,8 @@ def report(args: argparse.Namespace, out: Results) -> None:
             "`space` → first frame drawn with the new mark [^2]",
             out.space_frame,
             f"{within}/{len(out.space_frame)} within 16.7 ms; "
-            f"frames per press {statistics.median(out.space_frames_drawn):g} (median)",
+            f"frames per press {statistics.median(out.space_frames_drawn):g} (median); "
+            f"{with_gc('space')}",
             True,
         )
     )
@@ -507,17 +565,46 @@ def report(args: argparse.Namespace, out: Results) -> None:
         row(
             "sandbox pay POST → 支付成功 on screen [^3]",
             out.pay_screen,
-            f"of which the POST itself: median {ms(statistics.median(out.pay_post))}",
+            f"POST itself: median {ms(statistics.median(out.pay_post))}; "
+            f"cold first run {ms(out.cold_pay[0])}",
         )
     )
-    print(row("sandbox pay POST → first frame with 支付成功", out.pay_frame))
+    print(
+        row(
+            "sandbox pay POST → first frame with 支付成功",
+            out.pay_frame,
+            f"cold first run {ms(out.cold_pay[1])}; {with_gc('pay')}",
+        )
+    )
+    if gc_pauses:
+        print(
+            row(
+                "generation-2 GC pauses during the whole run [^4]",
+                gc_pauses,
+                f"max {ms(max(gc_pauses))}",
+            )
+        )
+    else:
+        print("| generation-2 GC pauses during the whole run [^4] | 0 | | | | |")
     print(
         f"| peak memory (ru_maxrss, whole process) | 1 | {out.rss_end_kib / 1024:.1f} MiB | | |"
         f" before the app started: {out.rss_before_kib / 1024:.1f} MiB |"
     )
+    print(
+        f"| 自助缴费 screens alive on the menu after gc.collect() [^4] | 1 |"
+        f" {out.fee_screens_alive} of {out.fee_screens_opened} opened | | |"
+        f" watchers on app.language: {out.language_watchers} |"
+    )
     print()
     print(
-        "[^1]: raw = from the start of `pilot.press(\"space\")` until the row's mark cell "
+        '[^0]: polled with `pilot.pause(0)` after `pilot.press("1")`, as a test would; '
+        "the press itself returns only once the app has gone idle (see [^1]), i.e. after "
+        "both requests (meta, then fees), the rows and the first paints, so this row is "
+        "Pilot's view, up to ~20 ms per idle check late; the frame row below is the "
+        "app's own time."
+    )
+    print(
+        '[^1]: raw = from the start of `pilot.press("space")` until the row\'s mark cell '
         "shows the new state and a following `pilot.pause()` has returned. It includes "
         "Pilot's own waits: every `press` waits for the app to be idle twice (sleeps of "
         "1/50 s until a sleep passes with under 1 ms of CPU) and `pause()` waits once "
@@ -527,16 +614,26 @@ def report(args: argparse.Namespace, out: Results) -> None:
     )
     print(
         "[^2]: from a wrapper on `App._display` (where each composed frame goes; the "
-        "headless driver then writes nothing): time from the start of `pilot.press` to "
-        "the first frame composed while the mark shows the new state. No Pilot waits; "
+        "headless driver then writes nothing): time from the start of `pilot.press` (or of "
+        "the payment POST) to the first frame composed while the awaited state holds "
+        "(every row / the new mark / 支付成功). No Pilot waits; "
         "it includes the key's handling, the screen's refresh timer (up to 1/60 s) and "
-        "composing the frame, not writing it to a terminal."
+        "composing the frame, not writing it to a terminal. Frames per press counts every "
+        "frame composed from the key to the end of the raw window."
     )
     print(
         "[^3]: a separate `ApiClient` posts the payment (outcome success, notify now) "
         "to the QR's pay URL; the app's long poll then brings the order back. Checked "
-        "by polling with `pilot.pause(0)`: PayScreen.order.status == \"paid\" and the "
+        'by polling with `pilot.pause(0)`: PayScreen.order.status == "paid" and the '
         "title 支付成功 with the receipt number in the outcome line."
+    )
+    print(
+        "[^4]: a `gc.callbacks` hook times every generation-2 collection in the process "
+        "(app, Pilot and the backend thread share one interpreter, so each stops them "
+        "all). Closed screens are counted with `gc.get_objects()` once back on the menu; "
+        "a screen that watched `app.language` (`self.watch(self.app, ...)`, and every "
+        "`Tr`/`TrButton` on it) stays referenced from the app's watcher list until the "
+        "language next changes, which Textual uses to prune closed watchers."
     )
 
 

@@ -167,6 +167,24 @@ class EpayApp(App[None]):
 
     def watch_language(self, language: str) -> None:
         self.set_class(language == "en", "-en")  # English labels are wider
+        self._retranslate_all()
+
+    def watch_user(self) -> None:
+        self._retranslate_all()
+
+    def watch_sandbox(self) -> None:
+        self._retranslate_all()
+
+    def _retranslate_all(self) -> None:
+        """Words on every screen of the stack follow the language (and the header its
+        student): each widget or screen with ``retranslate()`` redraws itself."""
+        if not self.is_running:
+            return
+        for screen in self.screen_stack:
+            for node in (screen, *screen.query("*")):
+                retranslate = getattr(node, "retranslate", None)
+                if retranslate is not None and node.is_mounted:
+                    retranslate()
 
     def action_help(self) -> None:
         from epay_tui.screens.help import HelpScreen

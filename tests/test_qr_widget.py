@@ -306,7 +306,8 @@ async def test_a_terminal_too_small_shows_the_sentence_not_the_code(ui_server):
         width, height = qr.needed
         assert (width, height) == (len(segno_matrix(qr_url)[0]), (width + 1) // 2)
         assert not qr.fits
-        sentence = tr("zh", "qr.too_small", width=width + 2, height=height + 6)
+        room_x, room_y = qr.around  # the room its screen needs beside/around the code
+        sentence = tr("zh", "qr.too_small", width=width + room_x, height=height + room_y)
         lines = [strip.text for strip in screen_strips(app)]
         assert not any(HALF_BLOCK in line for line in lines), "a clipped code is drawn"
         visible = "".join("".join(line.split()) for line in lines)

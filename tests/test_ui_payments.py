@@ -721,7 +721,7 @@ async def test_another_devices_open_order_shows_in_progress_and_offers_to_resume
         await open_fees(pilot)
         for name in FISCAL:
             row = row_of(app, name)
-            assert row["state"] == "支付中", row
+            assert row["state"] == f"支付中 …{order.order_no[-4:]}", row
             assert row["mark"] != "[ ]"
         assert row_of(app, "教材费")["state"] == "未缴"
         assert cursor_key(app) == key_of(app, "教材费")  # the first payable item
@@ -878,7 +878,7 @@ async def test_awaiting_confirmation_shows_in_orders_and_fees(
         await until(pilot, lambda: isinstance(app.screen, FeesScreen), what="自助缴费")
         await settle(pilot)
         for name in FISCAL:
-            assert row_of(app, name)["state"] == "支付中"
+            assert row_of(app, name)["state"].startswith("支付中 …")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, MenuScreen))
         await pilot.press("2")
@@ -906,7 +906,8 @@ async def test_switching_channel_gives_a_new_qr_and_closes_the_old_page(
         assert shown(app, "#pay-channel") == "请用 微信支付 扫码"
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, Choice), what="channel choice")
-        assert dialog_buttons(app) == ["微信支付", "支付宝", "建行龙支付"]
+        assert dialog_buttons(app) == ["1 微信支付", "2 支付宝", "3 建行龙支付"]
+        assert app.focused is not None and app.focused.id == "wechat"  # the current channel
         await pilot.press("3")
         await until(
             pilot,

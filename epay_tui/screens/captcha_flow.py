@@ -42,6 +42,9 @@ class CaptchaForm(EpayScreen):
             event.stop()
             self.action_new_captcha()
 
+    def retranslate(self) -> None:
+        self.query_one(CaptchaImage).placeholder = tr(self.app.language, "login.loading")
+
     def show_captcha(self, captcha: Captcha) -> None:
         self.captcha_id = captcha.captcha_id
         self.query_one(CaptchaImage).set_png(base64.b64decode(captcha.image_png))

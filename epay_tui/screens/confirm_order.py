@@ -74,10 +74,9 @@ class ConfirmOrderScreen(EpayScreen):
         return f"{number} {tr(self.app.language, f'channel.{channel}')}"
 
     def on_mount(self) -> None:
-        self.watch(self.app, "language", lambda _: self._retranslate(), init=False)
         self.query_one(RadioSet).focus()
 
-    def _retranslate(self) -> None:
+    def retranslate(self) -> None:
         for button in self.query(RadioButton):
             button.label = self._channel_label(button.name or "wechat")
 

@@ -28,9 +28,11 @@ class Choice(ModalScreen[str | None]):
         buttons: list[tuple[str, str]],
         *,
         keys: dict[str, str] | None = None,
+        focus: str | None = None,
         **values: Any,
     ) -> None:
         super().__init__()
+        self.focus_id = focus
         self.message_key, self.values = message, values
         self.buttons = buttons
         self.keys = keys or {}
@@ -45,7 +47,9 @@ class Choice(ModalScreen[str | None]):
                     )
 
     def on_mount(self) -> None:
-        self.query(TrButton).first().focus()
+        buttons = self.query(TrButton)
+        chosen = [b for b in buttons if b.id == self.focus_id]
+        (chosen[0] if chosen else buttons.first()).focus()
 
     def on_key(self, event) -> None:
         if event.key in self.keys:

@@ -22,10 +22,10 @@ COLUMNS = (
     ("mark", 3),
     ("name", 14),
     ("receipt", 8),
-    ("due", 11),
-    ("paid", 11),
-    ("outstanding", 11),
-    ("state", 8),
+    ("due", 10),
+    ("paid", 10),
+    ("outstanding", 10),
+    ("state", 11),
 )
 TAG_KEY = "tag:"
 
@@ -70,14 +70,13 @@ class FeesScreen(EpayScreen):
         table = self.query_one(DataTable)
         for column, width in COLUMNS:
             table.add_column(self._heading(column), key=column, width=width)
-        self.watch(self.app, "language", lambda _: self._retranslate(), init=False)
         table.focus()
         self.reload()
 
     def _heading(self, column: str) -> str:
         return tr(self.app.language, f"fees.col.{column}") if column != "mark" else ""
 
-    def _retranslate(self) -> None:
+    def retranslate(self) -> None:
         table = self.query_one(DataTable)
         for column, _ in COLUMNS:
             table.columns[column].label = Text(self._heading(column))
@@ -167,6 +166,8 @@ class FeesScreen(EpayScreen):
         lang = self.app.language
         mark = "[✓]" if item.id in self.checked else "[ ]" if payable(item) else " - "
         state = tr(lang, f"fees.state.{item.state}")
+        if item.state == "in_order" and item.order_no:  # the full number is on the detail line
+            state += f" …{item.order_no[-4:]}"
         style = {"paid": "green", "in_order": "yellow"}.get(item.state, "")
         return (
             mark,

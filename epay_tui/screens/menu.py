@@ -20,7 +20,7 @@ ENTRIES = ("fees", "orders", "profile", "password", "logout")
 class MenuScreen(EpayScreen):
     TITLE_KEY = "menu.title"
     HELP = "help.menu"
-    KEY_HINTS = (("1-5", "key.select"), ("↑↓ Enter", "key.select"))
+    KEY_HINTS = (("1-5", "key.select"), ("↑↓", "key.move"), ("Enter", "key.open"))
     BINDINGS = [
         Binding(str(n), f"open('{entry}')", entry, id=f"menu_{entry}", show=False)
         for n, entry in enumerate(ENTRIES, start=1)
@@ -37,7 +37,6 @@ class MenuScreen(EpayScreen):
         ]
 
     def on_mount(self) -> None:
-        self.watch(self.app, "language", lambda _: self._retranslate(), init=False)
         self.query_one(OptionList).focus()
         session = self.epay.session
         if session is not None and not session.looked_for_open_orders:
@@ -52,7 +51,7 @@ class MenuScreen(EpayScreen):
         if unfinished is not None:
             self.app.push_screen(PayScreen(unfinished))
 
-    def _retranslate(self) -> None:
+    def retranslate(self) -> None:
         menu = self.query_one(OptionList)
         highlighted = menu.highlighted
         menu.clear_options()

@@ -15,7 +15,7 @@ from epay_tui.api.models import Order, Orders
 from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 
-COLUMNS = (("order_no", 20), ("items", 20), ("total", 12), ("status", 8), ("created", 11))
+COLUMNS = (("order_no", 18), ("items", 18), ("total", 12), ("status", 8), ("created", 11))
 STATUS_STYLE = {"paid": "green", "open": "yellow", "awaiting_confirmation": "yellow"}
 
 
@@ -36,13 +36,12 @@ class OrdersScreen(EpayScreen):
         table = self.query_one(DataTable)
         for column, width in COLUMNS:
             table.add_column(tr(self.app.language, f"orders.col.{column}"), key=column, width=width)
-        self.watch(self.app, "language", lambda _: self._retranslate(), init=False)
         table.focus()
 
     def on_screen_resume(self) -> None:
         self.call_api(lambda api: api.list_orders(), self._show, group="orders")
 
-    def _retranslate(self) -> None:
+    def retranslate(self) -> None:
         table = self.query_one(DataTable)
         for column, _ in COLUMNS:
             table.columns[column].label = Text(tr(self.app.language, f"orders.col.{column}"))

@@ -26,6 +26,8 @@ from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import Tr, TrButton
 
 POLL_SECONDS = 25
+INFO_ROOM = (39, 2)
+"""Cells 扫码支付 needs beside the code (the info column) and above/below it."""
 
 
 def offer_resume(screen: EpayScreen, order_no: str) -> None:
@@ -79,7 +81,7 @@ class PayScreen(EpayScreen):
     def compose(self) -> ComposeResult:
         yield AppHeader()
         with Horizontal(id="pay"):
-            yield QrCode(self.qr_url or "", id="qr")
+            yield QrCode(self.qr_url or "", around=INFO_ROOM, id="qr")
             with Vertical(id="pay-info"):
                 yield from self.compose_info()
         yield KeyBar()
@@ -120,7 +122,7 @@ class PayScreen(EpayScreen):
         self.query_one("#back-button").display = not open_
         if self.channel:
             self.query_one("#pay-channel", Tr).show(
-                "pay.channel" if open_ else "pay.paid_with",
+                "pay.channel" if open_ else "pay.channel_used",
                 channel=lambda lang: tr(lang, f"channel.{self.channel}"),
             )
         outcome = self.query_one("#outcome", Tr)
@@ -222,9 +224,10 @@ class PayScreen(EpayScreen):
 
     @on(TrButton.Pressed, "#change")
     def action_change_channel(self) -> None:
-        buttons = [(c, f"channel.{c}") for c in CHANNELS]
+        buttons = [(c, f"channel.numbered.{c}") for c in CHANNELS]
         keys = {str(n): c for n, c in enumerate(CHANNELS, start=1)}
-        self.app.push_screen(Choice("pay.choose_channel", buttons, keys=keys), self._switch)
+        choice = Choice("pay.choose_channel", buttons, keys=keys, focus=self.channel)
+        self.app.push_screen(choice, self._switch)
 
     def _switch(self, channel: str | None) -> None:
         if channel is None or channel == self.channel:

@@ -59,6 +59,7 @@ class ResetPasswordScreen(CaptchaForm):
                 yield RadioSet(id="channel")
                 with Horizontal(classes="buttons"):
                     yield TrButton("reset.send", id="send", variant="primary")
+                    yield TrButton("reset.back_to_login", id="back-to-login")
             with Vertical(id="complete", classes="form"):
                 with Horizontal(classes="field"):
                     yield Tr("reset.code", classes="label")
@@ -76,6 +77,7 @@ class ResetPasswordScreen(CaptchaForm):
 
     def on_mount(self) -> None:
         super().on_mount()
+        self.query_one("#back-to-login").display = False
         self.query_one("#name" if self.prefill else "#username", Input).focus()
         self.action_new_captcha()
         self.set_interval(1, self._tick)
@@ -129,14 +131,22 @@ class ResetPasswordScreen(CaptchaForm):
         await self.query_one(RadioSet).remove()  # a fresh set knows its pressed button
         radios = RadioSet(*buttons, id="channel")
         await self.query_one("#channels").mount(radios, before=0)
-        if not started.channels:
+        back = self.query_one("#back-to-login", TrButton)
+        back.display = not started.channels
+        if not started.channels:  # the helpdesk path: say so, and leave one way out
             radios.display = False
             self.query_one("#send").display = False
+            self.query_one("#step", Tr).show("reset.helpdesk_step")
             self.say("reset.no_contact", severity="error")
+            back.focus()
             return
         self.call_after_refresh(radios.focus)
 
     # ----------------------------------------------------------------- step 2
+    @on(TrButton.Pressed, "#back-to-login")
+    def _back_to_login(self) -> None:
+        self.dismiss()
+
     @on(TrButton.Pressed, "#send, #resend")
     def send(self) -> None:
         if self.started is None:

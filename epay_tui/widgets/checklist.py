@@ -28,8 +28,8 @@ class PasswordChecklist(Widget):
         self.failed: set[str] = set(CHECKED_RULES)
         self.typed = False
 
-    def on_mount(self) -> None:
-        self.watch(self.app, "language", lambda _: self.refresh(), init=False)
+    def retranslate(self) -> None:
+        self.refresh()
 
     def check(self, password: str) -> list[str]:
         """Re-check ``password``; returns the failed reasons (api/rules.py)."""
@@ -40,12 +40,16 @@ class PasswordChecklist(Widget):
         return reasons
 
     def render(self) -> Text:
-        line = Text()
+        """The items packed into lines; an item is never split between two lines."""
+        lines = [Text()]
         for rule in CHECKED_RULES:
             ok = self.typed and rule not in self.failed
-            line.append(
+            item = Text(
                 "✓ " if ok else "✗ " if self.typed else "· ",
                 style="bold green" if ok else "bold red" if self.typed else "dim",
             )
-            line.append(tr(self.app.language, f"rule.{rule}") + "  ")
-        return line
+            item.append(tr(self.app.language, f"rule.{rule}") + "  ")
+            if lines[-1].cell_len and lines[-1].cell_len + item.cell_len - 2 > self.size.width:
+                lines.append(Text())
+            lines[-1].append_text(item)
+        return Text("\n").join(lines)

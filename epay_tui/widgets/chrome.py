@@ -16,9 +16,8 @@ class AppHeader(Widget):
     AppHeader { dock: top; height: 1; background: $primary; color: $text; }
     """
 
-    def on_mount(self) -> None:
-        for attribute in ("language", "sandbox", "user"):
-            self.watch(self.app, attribute, lambda _: self.refresh(), init=False)
+    def retranslate(self) -> None:
+        self.refresh()
 
     def render(self) -> Table:
         app = self.app
@@ -43,14 +42,24 @@ class KeyBar(Widget):
     KeyBar { dock: bottom; height: 1; background: $panel; color: $text-muted; }
     """
 
-    def on_mount(self) -> None:
-        self.watch(self.app, "language", lambda _: self.refresh(), init=False)
+    def retranslate(self) -> None:
+        self.refresh()
 
     def render(self) -> Text:
+        """Every key with its word; when that is too wide, the global keys (F1 F2 ^Q,
+        the same on every screen) lose their words first, so no key is ever cut off."""
         lang = self.app.language
-        keys = [*getattr(self.screen, "KEY_HINTS", ()), *self.app.global_key_hints()]
+        own = [(key, tr(lang, word)) for key, word in getattr(self.screen, "KEY_HINTS", ())]
+        shared = [(key, tr(lang, word)) for key, word in self.app.global_key_hints()]
+        line = self._line([*own, *shared])
+        if line.cell_len > self.size.width:
+            line = self._line([*own, *((key, "") for key, _ in shared)])
+        return line
+
+    @staticmethod
+    def _line(keys: list[tuple[str, str]]) -> Text:
         line = Text()
         for key, word in keys:
             line.append(f" {key} ", style="bold reverse")
-            line.append(f" {tr(lang, word)} ")
+            line.append(f" {word} " if word else " ")
         return line

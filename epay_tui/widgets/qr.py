@@ -8,6 +8,8 @@ for the whole code it says so in words instead of drawing a code no phone can re
 
 from __future__ import annotations
 
+import re
+
 import segno
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -19,6 +21,7 @@ from textual.widget import Widget
 from epay_tui.i18n import tr
 
 QUIET_ZONE = 4
+SENTENCE_WIDTH = 30
 HALF_BLOCK = "▀"
 _DARK, _LIGHT = "#000000", "#ffffff"
 _STYLES = {
@@ -56,8 +59,13 @@ class QrCode(Widget):
 
     DEFAULT_CSS = "QrCode { width: auto; height: auto; }"
 
-    def __init__(self, data: str = "", *, id: str | None = None) -> None:
+    def __init__(
+        self, data: str = "", *, around: tuple[int, int] = (0, 0), id: str | None = None
+    ) -> None:
+        """``around`` is the room the screen needs beside and above/below the code, so the
+        "too small" sentence can name the whole terminal size that is needed."""
         super().__init__(id=id)
+        self.around = around
         self.modules: list[list[bool]] = []
         self._strips: list[Strip] = []
         self.data = ""
@@ -65,8 +73,8 @@ class QrCode(Widget):
         if data:
             self.set_data(data)
 
-    def on_mount(self) -> None:
-        self.watch(self.app, "language", lambda _: self.refresh(), init=False)
+    def retranslate(self) -> None:
+        self.refresh()
 
     def set_data(self, data: str) -> None:
         self.data = data
@@ -83,22 +91,35 @@ class QrCode(Widget):
         """The code's width when the container has room for the whole code, else all of it."""
         width, height = self.needed
         self.fits = width <= container.width and height <= container.height
-        return width if self.fits else container.width
+        return width if self.fits else min(container.width, SENTENCE_WIDTH)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return self.needed[1] if self.fits else len(self._sentence(width))
 
     def _sentence(self, width: int) -> list[str]:
-        """The "too small" sentence, wrapped by terminal cells (CJK counts double)."""
+        """The "too small" sentence, wrapped at spaces (or anywhere in CJK) by cells."""
         need_width, need_height = self.needed
-        text = tr(self.app.language, "qr.too_small", width=need_width + 2, height=need_height + 6)
+        text = tr(
+            self.app.language,
+            "qr.too_small",
+            width=need_width + self.around[0],
+            height=need_height + self.around[1],
+        )
+        width = max(width, 1)
         lines, line = [], ""
-        for char in text:
-            if cell_len(line + char) > max(width, 1):
-                lines.append(line)
+        for word in re.findall(r"\S+\s*|\s+", text):
+            if cell_len(line + word.rstrip()) <= width:
+                line += word
+                continue
+            if line.strip():
+                lines.append(line.rstrip())
                 line = ""
-            line += char
-        return [*lines, line]
+            for char in word:  # a word (or a CJK run) longer than a line
+                if cell_len(line + char) > width:
+                    lines.append(line.rstrip())
+                    line = ""
+                line += char
+        return [*lines, line.rstrip()]
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width

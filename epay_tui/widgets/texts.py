@@ -1,4 +1,8 @@
-"""Widgets whose words follow the app's language, switched live with f2."""
+"""Widgets whose words follow the app's language, switched live with f2.
+
+Anything with a ``retranslate()`` method is re-rendered by the app when the language
+changes (no per-widget watchers: those would keep closed screens alive).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,7 @@ from textual.widgets import Button, Static
 from epay_tui.i18n import tr
 
 
-class _Follows:
-    """Mixin: re-render when ``app.language`` changes."""
-
-    def _follow_language(self) -> None:
-        self.watch(self.app, "language", lambda _: self.retranslate(), init=False)  # type: ignore[attr-defined]
-
-    def text(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def retranslate(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
-class Tr(Static, _Follows):
+class Tr(Static):
     """A line of catalog text; ``show(key, **values)`` changes it, ``clear()`` empties it."""
 
     def __init__(self, key: str = "", *, id: str | None = None, classes: str = "", **values: Any):
@@ -30,7 +21,6 @@ class Tr(Static, _Follows):
         self.key, self.values = key, values
 
     def on_mount(self) -> None:
-        self._follow_language()
         self.retranslate()
 
     def text(self) -> str:
@@ -56,7 +46,7 @@ class Tr(Static, _Follows):
         self.show("")
 
 
-class TrButton(Button, _Follows):
+class TrButton(Button):
     """A button labelled from the catalog."""
 
     def __init__(self, key: str, *, id: str | None = None, variant: str = "default", **kw: Any):
@@ -64,7 +54,6 @@ class TrButton(Button, _Follows):
         self.key = key
 
     def on_mount(self) -> None:
-        self._follow_language()
         self.retranslate()
 
     def retranslate(self) -> None:
