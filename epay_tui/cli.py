@@ -101,9 +101,9 @@ def log_to_file() -> None:
     import logging
     from pathlib import Path
 
-    from platformdirs import user_log_dir
+    from platformdirs import user_data_dir
 
-    folder = Path(user_log_dir("epay-tui"))
+    folder = Path(user_data_dir("epay-tui"))
     folder.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         filename=folder / "epay-tui.log",
