@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from textual import events
@@ -22,6 +23,9 @@ if TYPE_CHECKING:  # the client (httpx, pydantic) is imported after the first fr
     from epay_tui.config import Settings
 
 log = logging.getLogger("epay_tui")
+KIOSK_TICK_SECONDS = 0.25
+IDLE_COUNTDOWN_SECONDS = 20
+KIOSK_RETURN_AFTER_PAYMENT = 30
 
 
 @dataclass
@@ -60,6 +64,7 @@ class EpayApp(App[None]):
     """``(username, name)`` of the logged-in student, shown in the header."""
 
     def __init__(self, settings: Settings, client: ApiClient | None, clock: Clock | None) -> None:
+        self.ENABLE_COMMAND_PALETTE = not settings.kiosk  # a kiosk offers no way around it
         super().__init__()
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -70,14 +75,17 @@ class EpayApp(App[None]):
         self.embedded = None
         self.language = settings.lang
         self.animation_level = "none"
-        if settings.kiosk:
-            self.ENABLE_COMMAND_PALETTE = False
+        self.last_activity = self.clock.now()
+        self.kiosk_return_at: datetime | None = None
+        """Kiosk: when to go back to a clean login after 支付成功."""
 
     # ----------------------------------------------------------------- start-up
     def on_mount(self) -> None:
         from epay_tui.screens.login import LoginScreen
 
         self.push_screen(LoginScreen())
+        if self.settings.kiosk:
+            self.set_interval(KIOSK_TICK_SECONDS, self.kiosk_tick)
         if self.api is not None:
             self._api_ready.set()
         elif self.settings.server:
@@ -148,12 +156,15 @@ class EpayApp(App[None]):
             api.token = None
         self.session = None
         self.user = None
+        self.kiosk_return_at = None
+        self.last_activity = self.clock.now()
         self.show_fresh(LoginScreen(notice=notice, severity=severity, values=values))
 
     # ----------------------------------------------------------------- keys
     async def on_event(self, event: events.Event) -> None:
         """Every key, before any binding takes it, counts as activity for the screen."""
-        if isinstance(event, events.Key):
+        if isinstance(event, events.Key | events.MouseDown):
+            self.last_activity = self.clock.now()
             activity = getattr(self.screen, "key_activity", None)
             if activity is not None:
                 activity()
@@ -196,7 +207,48 @@ class EpayApp(App[None]):
             self.push_screen(HelpScreen(topic))
 
     async def action_quit_app(self) -> None:
-        self.exit()
+        """Quit; a kiosk asks for the staff PIN first."""
+        from epay_tui.screens.kiosk import StaffPin
+
+        if not self.settings.kiosk:
+            self.exit()
+        elif not isinstance(self.screen, StaffPin):
+            self.push_screen(
+                StaffPin(self.settings.staff_pin_hash), lambda ok: self.exit() if ok else None
+            )
+
+    # ----------------------------------------------------------------- kiosk
+    def kiosk_tick(self) -> None:
+        """Idle too long → a countdown, then logout; 支付成功 → back to login after 30 s."""
+        from epay_tui.screens.kiosk import IdleCountdown
+
+        now = self.clock.now()
+        if self.kiosk_return_at is not None and now >= self.kiosk_return_at:
+            self.run_worker(self.end_session(), exclusive=True, group="kiosk")
+            return
+        screen = self.screen
+        if isinstance(screen, IdleCountdown):
+            screen.tick()
+            if screen.seconds_left() <= 0:
+                self.run_worker(self.end_session("kiosk.logged_out"), exclusive=True, group="kiosk")
+            return
+        idle = (now - self.last_activity).total_seconds()
+        if idle >= self.settings.idle_timeout and not self._pristine():
+            deadline = now + timedelta(seconds=IDLE_COUNTDOWN_SECONDS)
+            self.push_screen(IdleCountdown(deadline))
+
+    def _pristine(self) -> bool:
+        """A clean login that nobody has typed into: nothing to wipe."""
+        from textual.widgets import Input
+
+        from epay_tui.screens.login import LoginScreen
+
+        screen = self.screen
+        return (
+            self.session is None
+            and isinstance(screen, LoginScreen)
+            and not any(field.value for field in screen.query(Input))
+        )
 
 
 def make_app(

@@ -96,6 +96,20 @@ def run_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def hash_pin() -> int:
+    """Ask for a PIN twice (not echoed) and print ``staff_pin_hash = "..."`` for config."""
+    from getpass import getpass
+
+    from epay_tui.api.kdf import hash_password
+
+    pin = getpass("staff PIN: ")
+    if len(pin) < 4 or pin != getpass("again: "):
+        print("epay-tui hash-pin: the PINs differ or are shorter than 4", file=sys.stderr)
+        return 2
+    print(f'[kiosk]\nstaff_pin_hash = "{hash_password(pin)}"')
+    return 0
+
+
 def log_to_file() -> None:
     """Logs go to a file in the data dir: never to the screen or stdout."""
     import logging
@@ -117,9 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _client_flags(parser)
     sub = parser.add_subparsers(dest="command")
     _serve_parser(sub)
+    sub.add_parser("hash-pin", help="print the scrypt hash of a kiosk staff PIN for the config")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_main(args)
+    if args.command == "hash-pin":
+        return hash_pin()
     return run_client(args)
 
 

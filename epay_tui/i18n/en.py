@@ -193,6 +193,14 @@ MESSAGES: dict[str, str] = {
     "help.confirm": "Press 1 WeChat Pay, 2 Alipay, 3 CCB Pay; Enter submits.\nPressing Enter twice makes one order. The payee is always the college.",
     "help.pay": "Scan the QR with the chosen app; the screen updates by itself.\nY I have paid (asks the bank); C change channel; X cancel order; Esc back (the order stays in My orders).",
     "help.orders": "Arrows choose an order, Enter opens it; an order still to pay shows its QR again.",
+    # kiosk
+    "kiosk.idle_title": "Still there?",
+    "kiosk.idle_countdown": "Logging out in {seconds} s",
+    "kiosk.idle_any_key": "Press any key to go on",
+    "kiosk.logged_out": "Logged out after a while without use",
+    "kiosk.pin_title": "Staff PIN to quit (Esc cancels)",
+    "kiosk.pin_wrong": "Wrong PIN",
+    "kiosk.no_pin": "No staff PIN is set: this kiosk cannot be quit (Esc goes back)",
     # errors
     "error.CAPTCHA_INVALID": "Wrong or expired captcha: here is a new one",
     "error.BAD_CREDENTIALS": "Wrong student number or password: {attempts_left} attempts left",

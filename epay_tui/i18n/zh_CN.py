@@ -193,6 +193,14 @@ MESSAGES: dict[str, str] = {
     "help.confirm": "按 1 微信支付、2 支付宝、3 建行龙支付，Enter 提交支付。\n重复按 Enter 不会重复下单。收款方一定是学院。",
     "help.pay": "用所选支付软件扫描二维码。支付后页面会自动更新。\nY 我已支付（系统向银行查询）；C 更换支付方式；X 取消订单；Esc 返回（订单保留，可在“我的订单”继续）。",
     "help.orders": "上下方向键选择订单，Enter 查看；待支付的订单可继续扫码支付。",
+    # kiosk
+    "kiosk.idle_title": "还在使用吗？",
+    "kiosk.idle_countdown": "{seconds} 秒后将自动退出登录",
+    "kiosk.idle_any_key": "按任意键继续使用",
+    "kiosk.logged_out": "长时间无操作，已自动退出登录",
+    "kiosk.pin_title": "请输入管理员 PIN 以退出（Esc 取消）",
+    "kiosk.pin_wrong": "PIN 不正确",
+    "kiosk.no_pin": "未设置管理员 PIN，自助终端不能退出（Esc 返回）",
     # errors (the server's codes)
     "error.CAPTCHA_INVALID": "验证码错误或已过期，已换一张",
     "error.BAD_CREDENTIALS": "学号或密码不正确，还可尝试 {attempts_left} 次",

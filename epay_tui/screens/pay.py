@@ -8,7 +8,7 @@ arrived, says in the college's words not to pay again — and never shows a new 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from textual import on
 from textual.app import ComposeResult
@@ -18,6 +18,7 @@ from textual.widget import Widget
 
 from epay_tui.api import errors, rules
 from epay_tui.api.models import CHANNELS, Order, PayQr
+from epay_tui.app import KIOSK_RETURN_AFTER_PAYMENT
 from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 from epay_tui.screens.dialog import Choice
@@ -198,12 +199,11 @@ class PayScreen(EpayScreen):
         if order.status == "paid" and session is not None and session.next_group:
             session.continue_group, session.next_group = session.next_group, []
         if order.status == "paid" and self.epay.settings.kiosk:
-            self.set_timer(30, self._kiosk_return)
+            self.epay.kiosk_return_at = self.epay.clock.now() + timedelta(
+                seconds=KIOSK_RETURN_AFTER_PAYMENT
+            )
         self.message.clear()
         self._show()
-
-    def _kiosk_return(self) -> None:
-        self.app.call_later(self.epay.end_session)
 
     # ----------------------------------------------------------------- actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

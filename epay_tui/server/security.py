@@ -1,40 +1,13 @@
-"""Password hashing (scrypt), tokens from ``secrets``, HMAC signatures."""
+"""Tokens from ``secrets``, HMAC signatures; password hashing is api/kdf.py's."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
 
-_N, _R, _P, _DKLEN = 2**14, 8, 1, 32
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
-def hash_password(password: str) -> str:
-    """A salted scrypt hash, self-describing: ``scrypt$n$r$p$salt$hash``."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=_DKLEN)
-    return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(digest)}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Constant-time check of ``password`` against a hash from :func:`hash_password`."""
-    _, n, r, p, salt, digest = stored.split("$")
-    expected = base64.b64decode(digest)
-    actual = hashlib.scrypt(
-        password.encode(),
-        salt=base64.b64decode(salt),
-        n=int(n),
-        r=int(r),
-        p=int(p),
-        dklen=len(expected),
-    )
-    return hmac.compare_digest(actual, expected)
-
+from epay_tui.api.kdf import hash_password as hash_password
+from epay_tui.api.kdf import verify_password as verify_password
 
 DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 """Verified against for unknown users, so they cost the same time as known ones."""
