@@ -81,9 +81,7 @@ class EpayApp(App[None]):
 
     # ----------------------------------------------------------------- start-up
     def on_mount(self) -> None:
-        from epay_tui.screens.login import LoginScreen
-
-        self.push_screen(LoginScreen())
+        self.push_screen(self.login_screen())
         if self.settings.kiosk:
             self.set_interval(KIOSK_TICK_SECONDS, self.kiosk_tick)
         if self.api is not None:
@@ -110,6 +108,16 @@ class EpayApp(App[None]):
 
         self.api = ApiClient(url, timeout=self.settings.timeout)
         self._api_ready.set()
+
+    def login_screen(self, **notice: object) -> Screen:
+        """The way in: the student login, or the staff login at a helpdesk."""
+        if self.settings.helpdesk:
+            from epay_tui.screens.staff_login import StaffLoginScreen
+
+            return StaffLoginScreen(**notice)
+        from epay_tui.screens.login import LoginScreen
+
+        return LoginScreen(**notice)
 
     async def api_client(self) -> ApiClient:
         """The API client, once the backend is known (at once unless embedded)."""
@@ -145,8 +153,6 @@ class EpayApp(App[None]):
 
         ``notice`` (a catalog key with ``values``) is shown on the fresh login screen.
         """
-        from epay_tui.screens.login import LoginScreen
-
         api = self.api
         if api is not None and api.token:
             try:
@@ -158,7 +164,7 @@ class EpayApp(App[None]):
         self.user = None
         self.kiosk_return_at = None
         self.last_activity = self.clock.now()
-        self.show_fresh(LoginScreen(notice=notice, severity=severity, values=values))
+        self.show_fresh(self.login_screen(notice=notice, severity=severity, values=values))
 
     # ----------------------------------------------------------------- keys
     async def on_event(self, event: events.Event) -> None:

@@ -1,0 +1,165 @@
+"""Helpdesk staff login: 账号, 密码, 验证码, and "remember me" in the OS keyring."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Checkbox, Input
+
+from epay_tui.api import errors
+from epay_tui.i18n import tr
+from epay_tui.screens.captcha_flow import CaptchaForm
+from epay_tui.widgets.texts import Tr, TrButton
+
+if TYPE_CHECKING:
+    from epay_tui.api.models import LoginResult
+
+log = logging.getLogger("epay_tui.helpdesk")
+KEYRING_SERVICE = "epay-tui-helpdesk"
+
+
+def keyring_get(account: str) -> str | None:
+    """The remembered staff token, or None (also when no secure keyring exists)."""
+    try:
+        import keyring
+
+        return keyring.get_password(KEYRING_SERVICE, account)
+    except Exception:  # keyring raises many kinds (NoKeyringError, DBus, ValueError...)
+        log.info("no keyring to read from", exc_info=True)
+        return None
+
+
+def keyring_set(account: str, token: str | None) -> bool:
+    """Remember (or with None forget) the token; False when no secure keyring exists.
+
+    Never falls back to a file: a token the keyring cannot hold stays in memory only.
+    """
+    try:
+        import keyring
+        from keyring.backends.fail import Keyring as FailKeyring
+
+        if isinstance(keyring.get_keyring(), FailKeyring):
+            return False
+        if token is None:
+            with contextlib.suppress(keyring.errors.PasswordDeleteError):
+                keyring.delete_password(KEYRING_SERVICE, account)
+        else:
+            keyring.set_password(KEYRING_SERVICE, account, token)
+        return True
+    except Exception:
+        log.info("keyring refused the token", exc_info=True)
+        return False
+
+
+class StaffLoginScreen(CaptchaForm):
+    TITLE_KEY = "staff.login_title"
+    HELP = "help.staff_login"
+    KEY_HINTS = (("Tab", "key.next_field"), ("Enter", "login.submit"), ("^R", "login.refresh"))
+
+    def __init__(
+        self, notice: str | None = None, severity: str = "ok", values: dict | None = None
+    ) -> None:
+        super().__init__()
+        self.notice = (notice, severity, values or {})
+
+    def compose_body(self) -> Iterable[Widget]:
+        with Vertical(classes="form"):
+            with Horizontal(classes="field"):
+                yield Tr("staff.account", classes="label")
+                yield Input(id="username", max_length=32, compact=True)
+            with Horizontal(classes="field"):
+                yield Tr("login.password", classes="label")
+                yield Input(id="password", password=True, max_length=128, compact=True)
+            yield from self.compose_captcha()
+            yield Checkbox(tr(self.app.language, "staff.remember"), id="remember", compact=True)
+            with Horizontal(classes="buttons"):
+                yield TrButton("login.submit", id="login", variant="primary")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#username", Input).focus()
+        notice, severity, values = self.notice
+        if notice:
+            self.say(notice, severity=severity, **values)
+        else:
+            self.run_worker(self._remembered(), group="remembered", exit_on_error=False)
+        self.action_new_captcha()
+
+    async def _remembered(self) -> None:
+        """A login remembered in the keyring (read in a thread) skips the form if valid."""
+        account = self.epay.settings.server or "embedded"
+        token = await self.run_worker(lambda: keyring_get(account), thread=True).wait()
+        if not token:
+            return
+        api = await self.epay.api_client()
+        api.token = token
+        try:
+            profile = await api.me()
+        except errors.ApiError:
+            api.token = None
+            return
+        if profile.role != "staff":
+            api.token = None
+            return
+        from epay_tui.screens.helpdesk import HelpdeskHome
+
+        self.epay.begin_session(profile.username, "staff")
+        self.epay.set_profile(profile)
+        self.epay.show_fresh(HelpdeskHome())
+
+    def retranslate(self) -> None:
+        super().retranslate()
+        self.query_one("#remember", Checkbox).label = tr(self.app.language, "staff.remember")
+
+    @on(Input.Submitted, "#username, #password")
+    def _next(self) -> None:
+        self.focus_next()
+
+    @on(Input.Submitted, "#captcha")
+    @on(TrButton.Pressed, "#login")
+    def submit(self) -> None:
+        username = self.query_one("#username", Input).value.strip()
+        password = self.query_one("#password", Input).value
+        captcha = self.take_captcha()
+        if not (username and password) or captcha is None:
+            self.say("login.missing", severity="error")
+            return
+        remember = self.query_one("#remember", Checkbox).value
+        self.call_api(
+            lambda api: api.login(username, password, *captcha),
+            lambda result: self._logged_in(result, username, remember),
+            failed=self._failed,
+            group="staff-login",
+        )
+
+    def _failed(self, exc: errors.ApiError) -> bool:
+        self.show_error(exc)
+        self.query_one("#password", Input).value = ""
+        self.action_new_captcha()
+        self.query_one("#password", Input).focus()
+        return True
+
+    async def _logged_in(self, result: LoginResult, username: str, remember: bool) -> None:
+        api = await self.epay.api_client()
+        if result.role != "staff":  # a student account cannot open the helpdesk
+            await api.logout()
+            self.say("staff.not_staff", severity="error")
+            self.action_new_captcha()
+            return
+        self.epay.begin_session(username, "staff")
+        self.epay.set_profile(await api.me())
+        if remember:
+            token = api.token or ""
+            account = self.epay.settings.server or "embedded"
+            worker = self.run_worker(lambda: keyring_set(account, token), thread=True)
+            remembered = await worker.wait()
+            self.app.notify(self.t("staff.remembered" if remembered else "staff.not_remembered"))
+        from epay_tui.screens.helpdesk import HelpdeskHome
+
+        self.epay.show_fresh(HelpdeskHome())
