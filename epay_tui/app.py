@@ -212,6 +212,10 @@ class EpayApp(App[None]):
         if topic:
             self.push_screen(HelpScreen(topic))
 
+    async def action_quit(self) -> None:
+        """Textual's own quit path (its bindings, the palette) goes through the PIN too."""
+        await self.action_quit_app()
+
     async def action_quit_app(self) -> None:
         """Quit; a kiosk asks for the staff PIN first."""
         from epay_tui.screens.kiosk import StaffPin
