@@ -548,11 +548,6 @@ async def test_f5_reconcile_another_day_and_a_bad_date(make_ui_app, ui_server):
     assert await backend_status(ui_server, order_no) == "open"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: without /meta (never loaded in helpdesk mode) 对账 offers the date in"
-    " this machine's zone, not the school's",
-)
 async def test_f5_date_is_the_school_day_early_in_the_morning(make_ui_app, ui_server, clock):
     """07:00 in the school's zone is still the previous day in UTC (and further west):
     the date offered is the school's."""
@@ -617,11 +612,6 @@ async def test_a_student_token_gets_403_in_words(make_ui_app, ui_server, lang, w
             assert isinstance(app.screen, HelpdeskHome) and app.is_running
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: the helpdesk tables' column headings (and word cells) keep the language"
-    " they were built in when f2 switches it",
-)
 async def test_f2_relabels_the_helpdesk_tables(make_ui_app, ui_server):
     app = make_ui_app(helpdesk=True)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -637,11 +627,6 @@ async def test_f2_relabels_the_helpdesk_tables(make_ui_app, ui_server):
 
 
 # ============================================================================ network
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: the staff login says 网络繁忙 once and never retries (ui.md: retries by"
-    " itself with backoff, and on the next key)",
-)
 async def test_staff_login_retries_when_the_backend_comes_back(ui_server_config, clock):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

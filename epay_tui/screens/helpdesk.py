@@ -27,6 +27,22 @@ def _table(columns: Iterable[tuple[str, int]], lang: str, table_id: str) -> Data
     return table
 
 
+def _relabel(table: DataTable, columns: Iterable[tuple[str, int]], lang: str) -> None:
+    for key, _ in columns:
+        table.columns[key].label = Text(tr(lang, f"staff.col.{key}"))
+
+
+def _keep_cursor(table: DataTable, fill) -> None:
+    """Refill ``table`` and put the cursor back on the row it was on (by key)."""
+    key = None
+    if table.row_count:
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    table.clear()
+    fill()
+    if key is not None and key in table.rows:
+        table.move_cursor(row=table.get_row_index(key))
+
+
 class HelpdeskHome(EpayScreen):
     TITLE_KEY = "staff.home_title"
     HELP = "help.helpdesk"
@@ -55,8 +71,15 @@ class HelpdeskHome(EpayScreen):
             yield Input(id="search", max_length=32, compact=True)
         yield _table(self.COLUMNS, self.app.language, "students")
 
+    found: StudentList | None = None
+
     def on_mount(self) -> None:
         self.query_one("#search", Input).focus()
+
+    def retranslate(self) -> None:
+        _relabel(self.query_one("#students", DataTable), self.COLUMNS, self.app.language)
+        if self.found is not None:
+            self._fill(self.found)
 
     @on(Input.Submitted, "#search")
     def search(self, event: Input.Submitted) -> None:
@@ -64,24 +87,32 @@ class HelpdeskHome(EpayScreen):
         self.call_api(lambda api: api.staff_students(query), self._show, group="search")
 
     def _show(self, found: StudentList) -> None:
-        lang = self.app.language
+        self.found = found
+        self._fill(found)
         table = self.query_one("#students", DataTable)
-        table.clear()
-        for s in found.students:
-            locked = tr(lang, "staff.locked") if s.locked else ""
-            table.add_row(
-                s.username,
-                s.name,
-                s.department,
-                s.class_name,
-                Text(locked, style="bold red"),
-                key=s.username,
-            )
         if found.students:
             self.message.clear()
             table.focus()
         else:
             self.say("staff.none_found")
+
+    def _fill(self, found: StudentList) -> None:
+        lang = self.app.language
+        table = self.query_one("#students", DataTable)
+
+        def rows() -> None:
+            for s in found.students:
+                locked = tr(lang, "staff.locked") if s.locked else ""
+                table.add_row(
+                    s.username,
+                    s.name,
+                    s.department,
+                    s.class_name,
+                    Text(locked, style="bold red"),
+                    key=s.username,
+                )
+
+        _keep_cursor(table, rows)
 
     @on(DataTable.RowSelected, "#students")
     def _open(self, event: DataTable.RowSelected) -> None:
@@ -163,18 +194,29 @@ class StudentPage(EpayScreen):
             owed=rules.format_fen(owed),
             paying=sum(i.state == "in_order" for i in items),
         )
+        self._fill_orders(detail)
+
+    def _fill_orders(self, detail: StudentDetail) -> None:
         lang = self.app.language
         table = self.query_one("#student-orders", DataTable)
-        table.clear()
-        for order in detail.orders:
-            table.add_row(
-                order.order_no,
-                "、".join(i.name for i in order.items),
-                Text(rules.format_fen(order.total), justify="right"),
-                tr(lang, f"orders.status.{order.status}"),
-                order.created_at.strftime("%m-%d %H:%M"),
-                key=order.order_no,
-            )
+
+        def rows() -> None:
+            for order in detail.orders:
+                table.add_row(
+                    order.order_no,
+                    "、".join(i.name for i in order.items),
+                    Text(rules.format_fen(order.total), justify="right"),
+                    tr(lang, f"orders.status.{order.status}"),
+                    order.created_at.strftime("%m-%d %H:%M"),
+                    key=order.order_no,
+                )
+
+        _keep_cursor(table, rows)
+
+    def retranslate(self) -> None:
+        _relabel(self.query_one("#student-orders", DataTable), self.COLUMNS, self.app.language)
+        if self.detail is not None:
+            self._fill_orders(self.detail)
 
     def _confirm(self, question: str, then, **values) -> None:
         self.app.push_screen(
@@ -306,6 +348,9 @@ class AuditScreen(EpayScreen):
     def on_mount(self) -> None:
         self.query_one("#audit", DataTable).focus()
         self.call_api(lambda api: api.staff_audit(100), self._show, group="audit")
+
+    def retranslate(self) -> None:
+        _relabel(self.query_one("#audit", DataTable), self.COLUMNS, self.app.language)
 
     def _show(self, log: AuditLog) -> None:
         table = self.query_one("#audit", DataTable)

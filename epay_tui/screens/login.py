@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -19,9 +17,6 @@ from epay_tui.widgets.texts import Tr, TrButton
 
 if TYPE_CHECKING:
     from epay_tui.api.models import LoginResult, Meta
-
-RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
-"""Back-off between automatic retries while the backend cannot be reached (seconds)."""
 
 
 class LoginScreen(CaptchaForm):
@@ -39,8 +34,6 @@ class LoginScreen(CaptchaForm):
         super().__init__()
         self.prefill = username
         self.notice = (notice, severity, values or {})
-        self._retry_now = asyncio.Event()
-        self._busy = False
 
     def compose_body(self) -> Iterable[Widget]:
         with Vertical(id="login-form", classes="form"):
@@ -63,42 +56,10 @@ class LoginScreen(CaptchaForm):
         notice, severity, values = self.notice
         if notice:
             self.say(notice, severity=severity, **values)
-        self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
+        self.load_form()
 
-    # ----------------------------------------------------------------- loading
-    async def _load(self) -> None:
-        """Meta and a captcha; while the backend is unreachable, say so and retry."""
-        api = await self.epay.api_client()
-        attempt = 0
-        while True:
-            try:
-                meta = self.epay.meta or await api.meta()
-                captcha = await api.new_captcha()
-            except errors.ApiError as exc:
-                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-                attempt += 1
-                self._busy = True
-                self.say("app.busy_retrying", severity="error", seconds=delay)
-                self.log.info(f"backend unreachable: {exc.code}")
-                self._retry_now.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._retry_now.wait(), timeout=delay)
-                continue
-            break
-        if self._busy:
-            self._busy = False
-            self.message.clear()
-        self._show_meta(meta)
-        self.show_captcha(captcha)
-
-    def key_activity(self) -> None:
-        """Any key (the app tells us before bindings or fields take it) retries now."""
-        if self._busy:
-            self._retry_now.set()
-
-    def _show_meta(self, meta: Meta) -> None:
-        self.epay.meta = meta
-        self.epay.sandbox = meta.sandbox
+    def show_meta(self, meta: Meta) -> None:
+        super().show_meta(meta)
         hours = meta.payment_hours
         self.query_one("#notices", Tr).show(
             "login.notices_line",

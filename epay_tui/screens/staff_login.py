@@ -89,7 +89,7 @@ class StaffLoginScreen(CaptchaForm):
             self.say(notice, severity=severity, **values)
         else:
             self.run_worker(self._remembered(), group="remembered", exit_on_error=False)
-        self.action_new_captcha()
+        self.load_form()
 
     async def _remembered(self) -> None:
         """A login remembered in the keyring (read in a thread) skips the form if valid."""
@@ -102,10 +102,10 @@ class StaffLoginScreen(CaptchaForm):
         try:
             profile = await api.me()
         except errors.ApiError:
+            profile = None
+        if profile is None or profile.role != "staff":  # stale: forget it for good
             api.token = None
-            return
-        if profile.role != "staff":
-            api.token = None
+            await self.run_worker(lambda: keyring_set(account, None), thread=True).wait()
             return
         from epay_tui.screens.helpdesk import HelpdeskHome
 
@@ -149,6 +149,7 @@ class StaffLoginScreen(CaptchaForm):
         api = await self.epay.api_client()
         if result.role != "staff":  # a student account cannot open the helpdesk
             await api.logout()
+            self.query_one("#password", Input).value = ""
             self.say("staff.not_staff", severity="error")
             self.action_new_captcha()
             return
