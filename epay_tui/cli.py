@@ -119,11 +119,12 @@ def log_to_file() -> None:
 
     folder = Path(user_data_dir("epay-tui"))
     folder.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=folder / "epay-tui.log",
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    handler = logging.FileHandler(folder / "epay-tui.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # URLs hold order numbers
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -218,7 +218,7 @@ def test_login_backend_unreachable(snap_compare, clock, lang, monkeypatch):
     """No backend: 网络繁忙 on the message line, retrying by itself, no traceback."""
     from epay_tui.screens import captcha_flow
 
-    monkeypatch.setattr(captcha_flow, "RETRY_DELAYS", (30,))  # the words must not move under the shot
+    monkeypatch.setattr(captcha_flow, "RETRY_DELAYS", (30,))  # the words must not move
     url = closed_port_url()
     app = make_app(Settings(server=url, lang=lang), ApiClient(url), clock)
 

@@ -162,3 +162,62 @@ async def test_back_to_login_30_seconds_after_payment(make_ui_app, ui_server, cl
         clock.advance(2)
         await until(pilot, lambda: isinstance(app.screen, LoginScreen), "clean login")
         assert app.session is None and app.api.token is None
+
+
+async def test_nothing_about_the_student_is_written_to_disk_or_keyring(
+    make_ui_app, ui_server, clock, tmp_path, monkeypatch
+):
+    """A kiosk session (with the CLI's file logging on) leaves no trace of the student."""
+    import logging
+
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    from epay_tui.cli import log_to_file
+
+    class Remembering(KeyringBackend):
+        priority = 1
+        stored: dict = {}
+
+        def get_password(self, service, username):
+            return self.stored.get((service, username))
+
+        def set_password(self, service, username, password):
+            self.stored[(service, username)] = password
+
+        def delete_password(self, service, username):
+            self.stored.pop((service, username), None)
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(Remembering())
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        log_to_file()  # the data dir is under tmp_path (conftest's XDG_DATA_HOME)
+        app = make_ui_app(kiosk=True, idle_timeout=60)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in_chen(app, pilot, ui_server)
+            await pilot.press("1")
+            await until(pilot, lambda: app.screen.fees is not None, "fees")
+            await pilot.press("escape", "3")
+            await until(pilot, lambda: "身份证号" in visible_text(app), "profile")
+            clock.advance(61)
+            await until(pilot, lambda: isinstance(app.screen, IdleCountdown), "countdown")
+            clock.advance(21)
+            await until(pilot, lambda: isinstance(app.screen, LoginScreen), "logged out")
+        for handler in root.handlers:
+            handler.flush()
+        written = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert any(p.name == "epay-tui.log" for p in written)  # logging did run
+        for path in written:
+            text = path.read_bytes().decode("utf-8", "replace")
+            for secret in (CHEN[0], CHEN[1], "陈静", "13800000004", "chenjing@"):
+                assert secret not in text, f"{secret!r} written to {path}"
+        assert Remembering.stored == {}
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+        keyring.set_keyring(previous)

@@ -65,7 +65,7 @@ class Backend:
                 "INSERT INTO audit(at, actor, action, target, detail) VALUES (?,?,?,?,?)",
                 (self.time.ts(), actor, action, target, text),
             )
-        log.info("audit %s %s %s", actor, action, target)
+        log.debug("audit %s", action)  # who and whom stay in the audit table, not in logs
 
     def send_message(self, conn: sqlite3.Connection, channel: str, to: str, body: str) -> None:
         """Queue an SMS or e-mail (the sandbox's outbox stands for the real senders)."""
