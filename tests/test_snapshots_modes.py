@@ -24,6 +24,7 @@ from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.staff_login import StaffLoginScreen
 from epay_tui.widgets.texts import Tr
 from tests.conftest import CHEN, STAFF, WANG, latest_captcha_answer
+from tests.pilot_helpers import until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
@@ -34,15 +35,6 @@ RunBefore = Callable[[Pilot], Awaitable[None]]
 
 
 # ----------------------------------------------------------------------------- helpers
-async def until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
-    """Yield to the app 0.05 s at a time until ``condition()`` holds (at most ~10 s)."""
-    for _ in range(200):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"never reached: {what}; screen {type(pilot.app.screen).__name__}")
-
-
 async def settle(pilot: Pilot) -> None:
     """Let every worker finish (workers may start more workers), then repaint."""
     for _ in range(5):

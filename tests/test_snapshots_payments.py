@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -43,6 +42,7 @@ from epay_tui.screens.pay import PayScreen
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
 from tests.conftest import CAPTCHA_SEED, SCHOOL_TZ, ZHANG, solve_login
+from tests.pilot_helpers import answer_for, until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
@@ -127,25 +127,6 @@ def busy(app: Any) -> list[str]:
     ]
 
 
-async def until(
-    pilot: Pilot, predicate: Callable[[], bool], timeout: float = 5.0, what: str = ""
-) -> None:
-    """Yield to the app (0.05 s at a time) until ``predicate()`` holds, or fail saying so."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.05) + 200):
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            break
-        await pilot.pause(0.05)
-    if predicate():
-        return
-    raise AssertionError(
-        f"not reached within {timeout}s: {what}; "
-        f"screen {type(pilot.app.screen).__name__}, busy {busy(pilot.app)}"
-    )
-
-
 async def settle(pilot: Pilot) -> None:
     """Every worker but the long poll has finished; the screen repainted."""
     await until(pilot, lambda: not busy(pilot.app), what="workers settle")
@@ -154,15 +135,6 @@ async def settle(pilot: Pilot) -> None:
 
 def on(screen_type: type, app: Any) -> bool:
     return isinstance(app.screen, screen_type)
-
-
-def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
-    with server.backend.store.read() as conn:
-        row = conn.execute(
-            "SELECT answer FROM captchas WHERE captcha_id=?", (captcha_id,)
-        ).fetchone()
-    assert row is not None, f"no captcha {captcha_id!r}"
-    return row["answer"]
 
 
 # ---------------------------------------------------------------------------- flows

@@ -38,6 +38,7 @@ from epay_tui.widgets.checklist import PasswordChecklist
 from epay_tui.widgets.chrome import AppHeader, KeyBar
 from epay_tui.widgets.texts import Tr, TrButton
 from tests.conftest import CHEN, LI, WANG, ZHANG, latest_captcha_answer, solve_login
+from tests.pilot_helpers import answer_for
 
 SIZE = (80, 24)  # ui.md: no screen needs more
 NEW_ZHANG = "Zhangwei2026x"
@@ -128,16 +129,6 @@ async def start(pilot: Pilot) -> None:
     await settle(pilot)
     assert isinstance(pilot.app.screen, LoginScreen)
     assert pilot.app.screen.captcha_id is not None
-
-
-def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
-    """The answer of captcha ``captcha_id``, read in-process from the backend's store."""
-    with server.backend.store.read() as conn:
-        row = conn.execute(
-            "SELECT answer FROM captchas WHERE captcha_id=?", (captcha_id,)
-        ).fetchone()
-    assert row is not None, f"no captcha {captcha_id!r}"
-    return row["answer"]
 
 
 def shown_answer(pilot: Pilot, server: BackgroundServer) -> str:

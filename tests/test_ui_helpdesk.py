@@ -11,7 +11,7 @@ ManualClock of conftest (10:00 school time), moved only by the tests.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from epay_tui.screens.staff_login import KEYRING_SERVICE, StaffLoginScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import Tr
 from tests.conftest import CHEN, SCHOOL_TZ, STAFF, WANG, ZHANG, solve_captcha, solve_login
+from tests.pilot_helpers import answer_for, until
 
 WANG_INITIAL = "221573Czgc"  # last six of 320481200607221573 + Czgc
 TODAY = "2026-11-26"  # the ManualClock's school day
@@ -69,19 +70,6 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
 
 
 # ---------------------------------------------------------------------------- waiting
-async def until(pilot: Pilot, condition: Callable[[], bool], what: str, rounds: int = 200) -> None:
-    """Yield to the app 0.05 s at a time until ``condition()`` holds (at most ~10 s)."""
-    for _ in range(rounds):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    app = pilot.app
-    raise AssertionError(
-        f"never reached: {what}; screen {type(app.screen).__name__}, "
-        f"message {message_key(app)!r}, focus {getattr(app.focused, 'id', None)!r}"
-    )
-
-
 def message_key(app) -> str | None:
     try:
         return app.screen.query_one("#message", Tr).key
@@ -100,15 +88,6 @@ def notices(app) -> list[str]:
 
 def rows(table: DataTable) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
-
-
-def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
-    with server.backend.store.read() as conn:
-        row = conn.execute(
-            "SELECT answer FROM captchas WHERE captcha_id=?", (captcha_id,)
-        ).fetchone()
-    assert row is not None, f"no captcha {captcha_id!r}"
-    return row["answer"]
 
 
 # ---------------------------------------------------------------------------- flows
@@ -641,6 +620,6 @@ async def test_staff_login_retries_when_the_backend_comes_back(ui_server_config,
                 pilot,
                 lambda: app.screen.captcha_id is not None,
                 "a captcha once the backend is back",
-                rounds=100,
+                timeout=5,
             )
             assert isinstance(app.screen, StaffLoginScreen)

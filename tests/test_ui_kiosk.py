@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from textual.css.query import NoMatches
 from textual.widgets import Input
 
 from epay_tui.api.client import ApiClient
@@ -12,21 +11,10 @@ from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.pay import PayScreen
 from tests.conftest import CHEN, latest_captcha_answer
+from tests.pilot_helpers import until
 
 PIN = "7391"
 PIN_HASH = hash_password(PIN)
-
-
-async def until(pilot, condition, what: str, rounds: int = 200) -> None:
-    """Yield to the app until ``condition`` holds; a screen still composing counts as not."""
-    for _ in range(rounds):
-        try:
-            if condition():
-                return
-        except NoMatches:
-            pass
-        await pilot.pause(0.05)
-    raise AssertionError(f"never reached: {what}")
 
 
 async def log_in_chen(app, pilot, server) -> None:

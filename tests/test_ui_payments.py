@@ -9,8 +9,7 @@ poll that never ends while the order is open, so waits there are on conditions
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +40,7 @@ from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import TrButton
 from tests.conftest import CAPTCHA_SEED, LI, SCHOOL_TZ, ZHANG, solve_login
+from tests.pilot_helpers import answer_for, until
 
 SIZE = (80, 24)
 NEW_ZHANG = "Zhangwei2026x"
@@ -84,26 +84,6 @@ def busy(app: Any) -> list[str]:
         for w in app.workers
         if w.state in (WorkerState.PENDING, WorkerState.RUNNING) and w.group != "follow"
     ]
-
-
-async def until(
-    pilot: Pilot, predicate: Callable[[], bool], timeout: float = 5.0, what: str = ""
-) -> None:
-    """Yield to the app (0.05 s at a time) until ``predicate()`` holds, or fail saying so."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.05) + 200):
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            break
-        await pilot.pause(0.05)
-    if predicate():
-        return
-    raise AssertionError(
-        f"not reached within {timeout}s: {what}\n"
-        f"screen {type(pilot.app.screen).__name__}, busy {busy(pilot.app)}\n"
-        f"--- screen text ---\n{screen_text(pilot.app)}"
-    )
 
 
 async def settle(pilot: Pilot, what: str = "") -> None:
@@ -210,12 +190,6 @@ def fee_states(server: BackgroundServer, username: str, tag: str = CURRENT) -> d
         else "unpaid"
         for i in items
     }
-
-
-def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
-    rows_ = rows(server, "SELECT answer FROM captchas WHERE captcha_id=?", captcha_id)
-    assert rows_, f"no captcha {captcha_id!r}"
-    return rows_[0]["answer"]
 
 
 # ---------------------------------------------------------------------------- fixtures
