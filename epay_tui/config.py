@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,3 @@ def load_settings(
     merged.update(_from_env(os.environ if env is None else env))
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
     return Settings(**{k: _coerce(k, v) for k, v in merged.items()})
-
-
-SETTING_NAMES = tuple(f.name for f in fields(Settings))

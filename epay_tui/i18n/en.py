@@ -4,14 +4,11 @@ MESSAGES: dict[str, str] = {
     # app
     "app.title": "CZIE Fee Payment",
     "app.sandbox": "SANDBOX",
-    "app.starting": "Starting the demo backend…",
     "app.busy": "The network is busy, please try again",
     "app.busy_retrying": "The network is busy; retrying in {seconds} s (any key retries now)",
-    "app.retry": "Retry",
     "app.user": "{name} ({username})",
     "app.help_title": "Help",
     "app.help_close": "Esc or Enter closes",
-    "app.language_switched": "Switched to English",
     "key.help": "Help",
     "key.language": "中文",
     "key.quit": "Quit",
@@ -83,7 +80,6 @@ MESSAGES: dict[str, str] = {
     "menu.profile": "Profile",
     "menu.password": "Change password",
     "menu.logout": "Log out",
-    "menu.coming": "Coming soon",
     "menu.logged_out": "Logged out",
     # profile
     "profile.title": "Profile",

@@ -4,14 +4,11 @@ MESSAGES: dict[str, str] = {
     # app
     "app.title": "常州工程职业技术学院 缴费平台",
     "app.sandbox": "沙箱 SANDBOX",
-    "app.starting": "正在启动演示后台…",
     "app.busy": "网络繁忙，请稍后重试",
     "app.busy_retrying": "网络繁忙，{seconds} 秒后自动重试（按任意键立即重试）",
-    "app.retry": "重试",
     "app.user": "{name}（{username}）",
     "app.help_title": "帮助",
     "app.help_close": "按 Esc 或 Enter 关闭",
-    "app.language_switched": "已切换为中文",
     "key.help": "帮助",
     "key.language": "English",
     "key.quit": "退出",
@@ -83,7 +80,6 @@ MESSAGES: dict[str, str] = {
     "menu.profile": "个人信息",
     "menu.password": "修改密码",
     "menu.logout": "退出登录",
-    "menu.coming": "该功能即将上线",
     "menu.logged_out": "已退出登录",
     # profile
     "profile.title": "个人信息",

@@ -96,8 +96,8 @@ class EpayScreen(Screen[Any]):
                 log.exception("unexpected failure in %s", group)
                 self.show_error(errors.InternalError())
                 return
-            result_handled = done(result)
-            if isinstance(result_handled, Awaitable):
-                await result_handled
+            followed = done(result)
+            if isinstance(followed, Awaitable):  # ``done`` may be a coroutine function
+                await followed
 
         return self.run_worker(job(), group=group, exclusive=True, exit_on_error=False)

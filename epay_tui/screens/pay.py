@@ -7,6 +7,7 @@ arrived, says in the college's words not to pay again — and never shows a new 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -27,6 +28,8 @@ from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import Tr, TrButton
 
 POLL_SECONDS = 25
+FOLLOW_RETRY_SECONDS = 2
+"""Pause before polling again when the backend did not answer (网络繁忙 is shown)."""
 INFO_ROOM = (39, 2)
 """Cells 扫码支付 needs beside the code (the info column) and above/below it."""
 
@@ -180,15 +183,10 @@ class PayScreen(EpayScreen):
                 return
             except errors.ApiError as exc:
                 self.show_error(exc)
-                await self._pause_before_retry()
+                await asyncio.sleep(FOLLOW_RETRY_SECONDS)
                 continue
             if order.status != self.order.status or order.payment != self.order.payment:
                 self._update(order)
-
-    async def _pause_before_retry(self) -> None:
-        import asyncio
-
-        await asyncio.sleep(2)
 
     def _update(self, order: Order) -> None:
         self.order = order

@@ -52,7 +52,3 @@ class OrderEvents:
             keys = list(self._waiters)
         for order_no in keys:
             self.publish(order_no)
-
-    def waiting(self) -> int:
-        with self._lock:
-            return sum(len(w) for w in self._waiters.values())

@@ -18,8 +18,6 @@ from epay_tui.api import errors, models, rules
 from epay_tui.server.accounts import Session, profile_of
 from epay_tui.server.backend import Backend
 
-KIND_NAMES = {"tuition": "学费", "accommodation": "住宿费"}
-
 
 # ---------------------------------------------------------------------------- fees
 def fees_of(conn: sqlite3.Connection, username: str) -> models.Fees:

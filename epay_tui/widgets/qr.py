@@ -130,14 +130,3 @@ class QrCode(Widget):
         lines = self._sentence(width)
         text = lines[y] if y < len(lines) else ""
         return Strip([Segment(text)], cell_len(text)).extend_cell_length(width)
-
-    def cells(self) -> list[list[tuple[bool, bool]]]:
-        """What is on screen as ``(upper dark, lower dark)`` per cell (for tests)."""
-        return [
-            [
-                (seg.style.color.name == _DARK, seg.style.bgcolor.name == _DARK)
-                for seg in strip
-                for _ in seg.text
-            ]
-            for strip in self._strips
-        ]
