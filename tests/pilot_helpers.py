@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from textual.css.query import NoMatches
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from epay_tui.server.runner import BackgroundServer
 
@@ -42,3 +43,21 @@ def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
         ).fetchone()
     assert row is not None, f"no captcha {captcha_id!r}"
     return row["answer"]
+
+
+async def settle_workers(pilot: Pilot) -> None:
+    """Let every worker finish (workers may start more workers), then repaint."""
+    for _ in range(5):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(worker.is_running for worker in pilot.app.workers):
+            break
+
+
+async def still(pilot: Pilot) -> None:
+    """The last step before a shot: settled, and no blinking cursor to catch mid-blink."""
+    await settle_workers(pilot)
+    for screen in pilot.app.screen_stack:
+        for field in screen.query(Input):
+            field.cursor_blink = False
+    await pilot.pause()

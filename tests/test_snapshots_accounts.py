@@ -18,6 +18,7 @@ from epay_tui.api.client import ApiClient
 from epay_tui.app import make_app
 from epay_tui.config import Settings
 from tests.conftest import LI, WANG, ZHANG, latest_captcha_answer
+from tests.pilot_helpers import settle_workers, still
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
@@ -28,24 +29,6 @@ NEW_PASSWORD = "Zhangwei2026x"
 
 
 # ----------------------------------------------------------------------------- helpers
-async def settle(pilot: Pilot) -> None:
-    """Let every worker finish (workers may start more workers), then repaint."""
-    for _ in range(5):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(worker.is_running for worker in pilot.app.workers):
-            break
-
-
-async def still(pilot: Pilot) -> None:
-    """The last step before a shot: settled, and no blinking cursor to catch mid-blink."""
-    await settle(pilot)
-    for screen in pilot.app.screen_stack:
-        for field in screen.query(Input):
-            field.cursor_blink = False
-    await pilot.pause()
-
-
 async def type_text(pilot: Pilot, text: str) -> None:
     await pilot.press(*text)
 
@@ -59,24 +42,24 @@ async def clear_field(pilot: Pilot) -> None:
 
 async def submit_login(pilot: Pilot, server, username: str, password: str) -> None:
     """From a fresh login screen: 学号 → 密码 → 验证码 (the answer just issued) → enter."""
-    await settle(pilot)
+    await settle_workers(pilot)
     await type_text(pilot, username)
     await pilot.press("tab")
     await type_text(pilot, password)
     await pilot.press("tab")
     await type_text(pilot, latest_captcha_answer(server))
     await pilot.press("enter")
-    await settle(pilot)
+    await settle_workers(pilot)
 
 
 async def retry_login(pilot: Pilot, server, password: str) -> None:
     """After a refused attempt focus is in 密码 and a new captcha is shown: try again."""
-    await settle(pilot)
+    await settle_workers(pilot)
     await type_text(pilot, password)
     await pilot.press("tab")
     await type_text(pilot, latest_captcha_answer(server))
     await pilot.press("enter")
-    await settle(pilot)
+    await settle_workers(pilot)
 
 
 async def zhang_forced(pilot: Pilot, server) -> None:
@@ -92,7 +75,7 @@ async def zhang_changed(pilot: Pilot, server) -> None:
     await pilot.press("tab")
     await type_text(pilot, NEW_PASSWORD)
     await pilot.press("enter")
-    await settle(pilot)
+    await settle_workers(pilot)
     assert type(pilot.app.screen).__name__ == "MenuScreen"
 
 
@@ -103,9 +86,9 @@ async def li_menu(pilot: Pilot, server) -> None:
 
 async def open_reset(pilot: Pilot) -> None:
     """From the login screen: tab through 学号 → 密码 → 验证码 → 登录 → 忘记密码, enter."""
-    await settle(pilot)
+    await settle_workers(pilot)
     await pilot.press("tab", "tab", "tab", "tab", "enter")
-    await settle(pilot)
+    await settle_workers(pilot)
     assert type(pilot.app.screen).__name__ == "ResetPasswordScreen"
 
 
@@ -117,14 +100,14 @@ async def reset_identity(pilot: Pilot, server, username: str, name: str, id_card
         await pilot.press("tab")
     await type_text(pilot, latest_captcha_answer(server))
     await pilot.press("enter")
-    await settle(pilot)
+    await settle_workers(pilot)
 
 
 async def reset_sent(pilot: Pilot, server) -> None:
     """ZHANG through step 2: 短信 chosen, 获取验证码 pressed, step 3 with the countdown."""
     await reset_identity(pilot, server, ZHANG[0], ZHANG_NAME, ZHANG_ID_CARD)
     await pilot.press("tab", "enter")
-    await settle(pilot)
+    await settle_workers(pilot)
 
 
 def last_code(server) -> str:
@@ -158,7 +141,7 @@ def test_login_empty(snap_compare, make_ui_app, ui_server, lang):
     """Focus in 学号; the seeded captcha drawn; hint, hours and payee shown."""
 
     async def run_before(pilot):
-        await settle(pilot)
+        await settle_workers(pilot)
 
     assert shot(snap_compare, make_ui_app(lang=lang), run_before)
 
@@ -168,7 +151,7 @@ def test_login_missing_fields(snap_compare, make_ui_app, ui_server, lang):
     """Only 学号 typed, enter in 验证码: 请填写学号、密码和验证码, focus back in 密码."""
 
     async def run_before(pilot):
-        await settle(pilot)
+        await settle_workers(pilot)
         await type_text(pilot, ZHANG[0])
         await pilot.press("tab", "tab", "enter")
 
@@ -190,7 +173,7 @@ def test_login_captcha_wrong(snap_compare, make_ui_app, ui_server, lang):
     """A wrong captcha: said in words, a new one drawn, focus in 验证码."""
 
     async def run_before(pilot):
-        await settle(pilot)
+        await settle_workers(pilot)
         await type_text(pilot, ZHANG[0])
         await pilot.press("tab")
         await type_text(pilot, ZHANG[1])
@@ -397,7 +380,7 @@ def test_profile_zhang(snap_compare, make_ui_app, ui_server, lang):
     async def run_before(pilot):
         await zhang_changed(pilot, ui_server)
         await pilot.press("3")
-        await settle(pilot)
+        await settle_workers(pilot)
         pilot.app.clear_notifications()  # the 密码已修改 toast belongs to the menu shot
 
     assert shot(snap_compare, make_ui_app(lang=lang), run_before)
@@ -418,7 +401,7 @@ async def li_fix_contacts(pilot: Pilot, server) -> None:
     """LI corrects 手机号 and fills in 邮箱; focus ends in 当前密码."""
     await li_menu(pilot, server)
     await pilot.press("3")
-    await settle(pilot)
+    await settle_workers(pilot)
     await clear_field(pilot)
     await type_text(pilot, "13800000002")
     await pilot.press("enter")
@@ -455,7 +438,7 @@ def test_help_on_login(snap_compare, make_ui_app, ui_server, lang):
     """F1 on the login screen: the login help in a modal over the form."""
 
     async def run_before(pilot):
-        await settle(pilot)
+        await settle_workers(pilot)
         await pilot.press("f1")
 
     assert shot(snap_compare, make_ui_app(lang=lang), run_before)

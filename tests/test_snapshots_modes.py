@@ -24,7 +24,7 @@ from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.staff_login import StaffLoginScreen
 from epay_tui.widgets.texts import Tr
 from tests.conftest import CHEN, STAFF, WANG, latest_captcha_answer
-from tests.pilot_helpers import until
+from tests.pilot_helpers import settle_workers, still, until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
@@ -35,24 +35,6 @@ RunBefore = Callable[[Pilot], Awaitable[None]]
 
 
 # ----------------------------------------------------------------------------- helpers
-async def settle(pilot: Pilot) -> None:
-    """Let every worker finish (workers may start more workers), then repaint."""
-    for _ in range(5):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(worker.is_running for worker in pilot.app.workers):
-            break
-
-
-async def still(pilot: Pilot) -> None:
-    """The last step before a shot: settled, and no blinking cursor to catch mid-blink."""
-    await settle(pilot)
-    for screen in pilot.app.screen_stack:
-        for field in screen.query(Input):
-            field.cursor_blink = False
-    await pilot.pause()
-
-
 def shot(snap_compare, app, run_before: RunBefore) -> bool:
     async def run(pilot: Pilot) -> None:
         await run_before(pilot)
@@ -78,21 +60,21 @@ async def staff_form(pilot: Pilot) -> None:
         lambda: on(pilot, StaffLoginScreen) and pilot.app.screen.captcha_id is not None,
         "the staff login with a captcha",
     )
-    await settle(pilot)
+    await settle_workers(pilot)
 
 
 async def staff_home(pilot: Pilot, server) -> None:
     await staff_form(pilot)
     await pilot.press(*STAFF[0], "tab", *STAFF[1], "tab", *latest_captcha_answer(server), "enter")
     await until(pilot, lambda: on(pilot, HelpdeskHome), "服务台")
-    await settle(pilot)
+    await settle_workers(pilot)
 
 
 async def search(pilot: Pilot, query: str) -> None:
     await pilot.press(*query, "enter")
     table = pilot.app.screen.query_one("#students", DataTable)
     await until(pilot, lambda: table.row_count > 0 and pilot.app.focused is table, "results")
-    await settle(pilot)
+    await settle_workers(pilot)
 
 
 async def wang_page(pilot: Pilot, server) -> None:
@@ -102,7 +84,7 @@ async def wang_page(pilot: Pilot, server) -> None:
     await until(
         pilot, lambda: on(pilot, StudentPage) and pilot.app.screen.detail is not None, "王磊"
     )
-    await settle(pilot)
+    await settle_workers(pilot)
 
 
 async def answer_dialog(pilot: Pilot, screen_type: type) -> None:
@@ -206,7 +188,7 @@ def test_audit_list(snap_compare, make_ui_app, ui_server, clock, lang):
         clock.advance(60)
         await pilot.press("f4")
         await answer_dialog(pilot, StudentPage)
-        await settle(pilot)
+        await settle_workers(pilot)
         await pilot.press("escape")
         await until(pilot, lambda: on(pilot, HelpdeskHome), "服务台")
         await pilot.press("f6")
@@ -224,10 +206,10 @@ async def chen_menu(pilot: Pilot, server) -> None:
         lambda: on(pilot, LoginScreen) and pilot.app.screen.captcha_id is not None,
         "the login with a captcha",
     )
-    await settle(pilot)
+    await settle_workers(pilot)
     await pilot.press(*CHEN[0], "tab", *CHEN[1], "tab", *latest_captcha_answer(server), "enter")
     await until(pilot, lambda: on(pilot, MenuScreen), "the menu")
-    await settle(pilot)
+    await settle_workers(pilot)
 
 
 @LANGS
@@ -253,7 +235,7 @@ def test_kiosk_staff_pin(snap_compare, make_ui_app, ui_server, lang):
             lambda: on(pilot, LoginScreen) and pilot.app.screen.captcha_id is not None,
             "the login with a captcha",
         )
-        await settle(pilot)
+        await settle_workers(pilot)
         await pilot.press("ctrl+q")
         await until(pilot, lambda: on(pilot, StaffPin), "the PIN dialog")
 
@@ -271,7 +253,7 @@ def test_kiosk_without_a_pin(snap_compare, make_ui_app, ui_server, lang):
             lambda: on(pilot, LoginScreen) and pilot.app.screen.captcha_id is not None,
             "the login with a captcha",
         )
-        await settle(pilot)
+        await settle_workers(pilot)
         await pilot.press("ctrl+q")
         await until(pilot, lambda: on(pilot, StaffPin), "the PIN dialog")
 
