@@ -22,6 +22,7 @@ LI = ("2024010002", "Lina2026pay")  # phone invalid, no e-mail
 WANG = ("2024010003", "123456")  # weak password
 CHEN = ("2024010004", "Chenjing2026")  # tuition and accommodation paid
 STAFF = ("helpdesk01", "Helpdesk2026")
+NEW_ZHANG = "Zhangwei2026x"  # 张伟 after his forced change
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +147,29 @@ def latest_captcha_answer(server: BackgroundServer) -> str:
     from epay_tui.server import accounts
 
     return accounts.latest_captcha(server.backend).answer
+
+
+# ---------------------------------------------------------------------------- a student's devices
+@pytest.fixture
+async def phone(ui_server: BackgroundServer) -> AsyncIterator[ApiClient]:
+    """The payer's phone: it only opens pay links."""
+    async with ApiClient(ui_server.url) as api:
+        yield api
+
+
+@pytest.fixture
+async def zhang_changed(ui_server: BackgroundServer) -> str:
+    """张伟 has already done the forced change (on another day): his password now."""
+    async with ApiClient(ui_server.url) as api:
+        await solve_login(api, *ZHANG)
+        await api.change_password(ZHANG[1], NEW_ZHANG)
+        await api.logout()
+    return NEW_ZHANG
+
+
+@pytest.fixture
+async def device(ui_server: BackgroundServer, zhang_changed: str) -> AsyncIterator[ApiClient]:
+    """张伟's other device (a phone browser, say), logged in."""
+    async with ApiClient(ui_server.url) as api:
+        await solve_login(api, ZHANG[0], zhang_changed)
+        yield api
