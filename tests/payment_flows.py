@@ -33,6 +33,7 @@ from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import TrButton
 from tests.conftest import CAPTCHA_SEED
+from tests.invariants import rows
 from tests.pilot_helpers import answer_for, until
 
 SIZE = (80, 24)
@@ -145,11 +146,6 @@ def dialog_buttons(app: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- backend
-def rows(server: BackgroundServer, sql: str, *args: Any) -> list[dict[str, Any]]:
-    with server.backend.store.read() as conn:
-        return [dict(r) for r in conn.execute(sql, args).fetchall()]
-
-
 def orders_of(server: BackgroundServer, username: str) -> list[dict[str, Any]]:
     return rows(server, "SELECT * FROM orders WHERE username=? ORDER BY created_at", username)
 
