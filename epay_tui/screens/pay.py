@@ -173,18 +173,25 @@ class PayScreen(EpayScreen):
     async def _follow(self) -> None:
         """Long-poll the order until it is finished; errors wait and try again."""
         api = await self.epay.api_client()
+        failure = ""  # the message key this loop showed for a failed poll
         while self.order.status in ("open", "awaiting_confirmation"):
             try:
-                order = await api.get_order(
-                    self.order.order_no, wait=POLL_SECONDS, status=self.order.status
+                order = await api.get_order(  # after a failure, first a plain look
+                    self.order.order_no,
+                    wait=None if failure else POLL_SECONDS,
+                    status=self.order.status,
                 )
             except errors.Unauthenticated:
                 await self.epay.end_session("error.UNAUTHENTICATED", "error")
                 return
             except errors.ApiError as exc:
                 self.show_error(exc)
+                failure = self.message.key
                 await asyncio.sleep(FOLLOW_RETRY_SECONDS)
                 continue
+            if failure and self.message.key == failure:  # answering again: the line goes
+                self.message.clear()
+            failure = ""
             if order.status != self.order.status or order.payment != self.order.payment:
                 self._update(order)
 
@@ -218,7 +225,9 @@ class PayScreen(EpayScreen):
 
     def _claim(self) -> None:
         number = self.order.order_no
-        self.call_api(lambda api: api.claim_paid(number), self._update, group="claim")
+        self.call_api(
+            lambda api: api.claim_paid(number), self._update, failed=self._refused, group="claim"
+        )
 
     @on(TrButton.Pressed, "#change")
     def action_change_channel(self) -> None:
@@ -258,15 +267,32 @@ class PayScreen(EpayScreen):
         )
 
     def _refused(self, exc: errors.ApiError) -> bool:
-        """Paid meanwhile → show it; a payment in progress is explained, not cancelled."""
+        """Paid meanwhile → show it; a payment in progress is explained, not cancelled.
+
+        No answer (网络繁忙): the backend may still have done it, so look again, and
+        show what changed instead of the busy line.
+        """
         if isinstance(exc, errors.OrderAlreadyPaid | errors.OrderNotOpen):
-            number = self.order.order_no
-            self.call_api(lambda api: api.get_order(number), self._update, group="refresh")
+            self._refresh()
+            return True
+        if isinstance(exc, errors.TransportError):
+            self.show_error(exc)
+            self._refresh(only_if_changed=True)
             return True
         if isinstance(exc, errors.PaymentInProgress):
             self.say("pay.in_progress", severity="error")
             return True
         return False
+
+    def _refresh(self, *, only_if_changed: bool = False) -> None:
+        number = self.order.order_no
+
+        def seen(order: Order) -> None:
+            changed = order.status != self.order.status or order.payment != self.order.payment
+            if changed or not only_if_changed:
+                self._update(order)
+
+        self.call_api(lambda api: api.get_order(number), seen, group="refresh")
 
     @on(TrButton.Pressed, "#back-button")
     def action_done(self) -> None:

@@ -31,6 +31,9 @@ PAYING = "PAYING"
 """Internal state of a ``slow`` payment: money left the payer, the bank has not answered."""
 
 _TXN_PREFIX = {"wechat": "4200", "alipay": "2026", "ccb": "1050"}
+NOTIFY_RETRY_SECONDS = (15, 15, 30, 180, 600, 1800, 3600)
+"""A notify not answered ``SUCCESS`` is sent again after these pauses (as real gateways
+do), then given up; reconciliation and queries still find the payment."""
 
 
 @dataclass(frozen=True)
@@ -226,23 +229,44 @@ class SandboxGateway:
                 )
 
     # ----------------------------------------------------------------- notifies
-    def take_due_notifies(self) -> list[tuple[str, bytes]]:
-        """Claim the notifies that are due; returns ``(channel, signed body)`` pairs."""
+    def take_due_notifies(self) -> list[tuple[int, str, bytes]]:
+        """Claim the notifies that are due; returns ``(notify id, channel, signed body)``."""
         self._settle_due()
         now = self.backend.time.ts()
         with self.store.write() as conn:
             rows = conn.execute(
                 "UPDATE gw_notifies SET state='sent' WHERE state='pending' AND due_at<=?"
-                " RETURNING trade_no",
+                " RETURNING id, trade_no",
                 (now,),
             ).fetchall()
             trades = [
-                conn.execute(
-                    "SELECT * FROM gw_trades WHERE trade_no=?", (r["trade_no"],)
-                ).fetchone()
+                (
+                    r["id"],
+                    conn.execute(
+                        "SELECT * FROM gw_trades WHERE trade_no=?", (r["trade_no"],)
+                    ).fetchone(),
+                )
                 for r in rows
             ]
-        return [(t["channel"], self.notify_body(t)) for t in trades]
+        return [(notify_id, t["channel"], self.notify_body(t)) for notify_id, t in trades]
+
+    def notify_unanswered(self, notify_id: int) -> None:
+        """The backend did not acknowledge: try again later, or give up after the last."""
+        now = self.backend.time.ts()
+        with self.store.write() as conn:
+            row = conn.execute(
+                "SELECT attempts FROM gw_notifies WHERE id=?", (notify_id,)
+            ).fetchone()
+            if row is None:
+                return
+            attempts = row["attempts"]
+            if attempts >= len(NOTIFY_RETRY_SECONDS):
+                conn.execute("UPDATE gw_notifies SET state='failed' WHERE id=?", (notify_id,))
+                return
+            conn.execute(
+                "UPDATE gw_notifies SET state='pending', due_at=?, attempts=? WHERE id=?",
+                (now + NOTIFY_RETRY_SECONDS[attempts], attempts + 1, notify_id),
+            )
 
     def notify_body(self, trade) -> bytes:
         return json.dumps(
@@ -258,8 +282,11 @@ class SandboxGateway:
             ensure_ascii=False,
         ).encode()
 
-    async def send_notify(self, channel: str, body: bytes) -> int:
-        """POST one signed notify to the backend, over HTTP like a real gateway."""
+    async def send_notify(self, channel: str, body: bytes) -> bool:
+        """POST one signed notify to the backend, over HTTP like a real gateway.
+
+        True when the backend acknowledged it (``200`` with ``code`` ``SUCCESS``).
+        """
         if self.http is None:
             self.http = httpx.AsyncClient(timeout=10.0)
         signature = security.sign(self.backend.notify_secret, body)
@@ -271,8 +298,11 @@ class SandboxGateway:
             )
         except httpx.HTTPError as exc:
             log.warning("notify for %s not delivered: %s", channel, exc)
-            return 0
-        return response.status_code
+            return False
+        try:
+            return response.status_code == 200 and response.json().get("code") == "SUCCESS"
+        except ValueError:
+            return False
 
     async def aclose(self) -> None:
         if self.http is not None:

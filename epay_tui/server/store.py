@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS gw_trades (
 );
 CREATE TABLE IF NOT EXISTS gw_notifies (
     id INTEGER PRIMARY KEY, trade_no TEXT NOT NULL, due_at REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending'
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS gw_notifies_due ON gw_notifies(state, due_at);
 """
@@ -117,6 +117,11 @@ class Store:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self.conn.executescript(SCHEMA)
+        notify_columns = {r["name"] for r in self.conn.execute("PRAGMA table_info(gw_notifies)")}
+        if "attempts" not in notify_columns:  # a database made before notify retries
+            self.conn.execute(
+                "ALTER TABLE gw_notifies ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(

@@ -80,8 +80,9 @@ async def pay(
 
 async def request_dispatch(backend) -> None:
     """Send the notifies that are due now, without waiting for the next tick."""
-    for channel, raw in await run_in_threadpool(backend.gateway.take_due_notifies):
-        await backend.gateway.send_notify(channel, raw)
+    for notify_id, channel, raw in await run_in_threadpool(backend.gateway.take_due_notifies):
+        if not await backend.gateway.send_notify(channel, raw):
+            await run_in_threadpool(backend.gateway.notify_unanswered, notify_id)
 
 
 @router.get("/sandbox/statement", response_model=models.Statement)

@@ -1,0 +1,587 @@
+"""The fault matrix: the pay flow on a bad day, driven through the real app.
+
+Each test is one row of the README's fault matrix. The backend is the real one on a
+loopback port and a database file, stopped and started again where a row says so;
+faults the backend cannot produce (an answer lost past the client's timeout, a
+proxy's 502, a garbled body) are injected between the client and the real backend
+by :class:`FaultyNetwork`, after the request has really been served where the row
+says so. After each row: the store's invariants hold (no item paid twice, none in
+two unfinished orders, every gateway payment on its order), and the screen says
+what is true, in words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from textual.pilot import Pilot
+
+from epay_tui.api.client import ApiClient
+from epay_tui.api.clock import ManualClock
+from epay_tui.app import make_app
+from epay_tui.config import Settings
+from epay_tui.screens.confirm_order import ConfirmOrderScreen
+from epay_tui.screens.fees import FeesScreen
+from epay_tui.screens.pay import PayScreen
+from epay_tui.server import security
+from epay_tui.server.config import ServerConfig
+from epay_tui.server.gateway import NOTIFY_RETRY_SECONDS
+from epay_tui.server.runner import BackgroundServer
+from tests.conftest import ZHANG, solve_login
+from tests.invariants import assert_store_invariants, rows, store_violations
+from tests.payment_flows import (
+    FISCAL,
+    SIZE,
+    confirm,
+    decoded_qr,
+    fee_states,
+    log_in,
+    message,
+    open_fees,
+    order_row,
+    orders_of,
+    paid_on_screen,
+    pay_screen_for,
+    qr_widget,
+    submit,
+    title,
+    ui_config,
+)
+from tests.pilot_helpers import until
+
+BUSY = "网络繁忙，请稍后重试"
+ORDERS = r"/api/v1/orders"
+PAY = r"/api/v1/orders/\d+/pay"
+CLAIM = r"/api/v1/orders/\d+/claim-paid"
+FOLLOW = r"/api/v1/orders/\d+"
+
+
+# ---------------------------------------------------------------------------- the backend
+class RevivableBackend:
+    """The live backend on one loopback port and one database file, stopped and revived.
+
+    Reads (``backend``) go to whichever process-in-a-thread is running now; the port
+    and the database stay, so a client sees the same URL come back.
+    """
+
+    def __init__(self, config: ServerConfig, clock: ManualClock) -> None:
+        self.clock = clock
+        self.running: BackgroundServer | None = BackgroundServer(config, clock).start()
+        self.config = self.running.config  # the port is now fixed
+        self.url = self.running.url
+        self.stops = 0
+
+    @property
+    def backend(self):
+        assert self.running is not None, "the backend is down"
+        return self.running.backend
+
+    async def stop(self) -> None:
+        """Stop serving (open connections and long polls end); the database stays."""
+        assert self.running is not None
+        server, self.running = self.running, None
+        self.stops += 1
+        await asyncio.to_thread(server.stop)
+
+    async def start(self) -> None:
+        assert self.running is None
+        self.running = await asyncio.to_thread(
+            lambda: BackgroundServer(self.config, self.clock).start()
+        )
+
+    def close(self) -> None:
+        if self.running is not None:
+            self.running.stop()
+
+
+@pytest.fixture
+def ui_server(tmp_path: Path, clock: ManualClock) -> Iterator[RevivableBackend]:
+    """The UI backend on a database file, so that it can stop and come back."""
+    revivable = RevivableBackend(ui_config(db_path=str(tmp_path / "epay.db")), clock)
+    yield revivable
+    revivable.close()
+
+
+# ---------------------------------------------------------------------------- the network
+Fault = Callable[[httpx.Request, httpx.AsyncBaseTransport], Awaitable[httpx.Response]]
+
+
+class FaultyNetwork(httpx.AsyncBaseTransport):
+    """The real connection to the live backend, with one-shot faults armed per request."""
+
+    def __init__(self) -> None:
+        self.real = httpx.AsyncHTTPTransport()
+        self.armed: list[tuple[str, re.Pattern[str], Fault]] = []
+        self.sprung: list[str] = []
+
+    def arm(self, method: str, path: str, fault: Fault) -> None:
+        """The next ``method`` request whose path matches ``path`` meets ``fault``."""
+        self.armed.append((method, re.compile(path), fault))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for index, (method, path, fault) in enumerate(self.armed):
+            if request.method == method and path.fullmatch(request.url.path):
+                del self.armed[index]
+                self.sprung.append(f"{method} {request.url.path}")
+                return await fault(request, self.real)
+        return await self.real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+
+async def served(request: httpx.Request, real: httpx.AsyncBaseTransport) -> httpx.Response:
+    """Let the backend serve the request; return its answer, read in full."""
+    response = await real.handle_async_request(request)
+    content = await response.aread()
+    await response.aclose()
+    return httpx.Response(
+        response.status_code, headers=response.headers, content=content, request=request
+    )
+
+
+async def answer_lost(request: httpx.Request, real: httpx.AsyncBaseTransport) -> httpx.Response:
+    """Served, but the answer came after the client's timeout: a read timeout."""
+    await served(request, real)
+    raise httpx.ReadTimeout("the answer came after the client's timeout", request=request)
+
+
+async def proxy_502(request: httpx.Request, real: httpx.AsyncBaseTransport) -> httpx.Response:
+    """A proxy in front of the backend answers with its own error page; nothing served."""
+    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    return httpx.Response(502, headers={"Content-Type": "text/html"}, content=page)
+
+
+async def garbled(request: httpx.Request, real: httpx.AsyncBaseTransport) -> httpx.Response:
+    """Served, but the answer arrives garbled (a 200 that is not the contract's JSON)."""
+    await served(request, real)
+    return httpx.Response(
+        200, headers={"Content-Type": "application/json"}, content=b'{"order_no": \x00\xff'
+    )
+
+
+def then_backend_stops(backend: RevivableBackend) -> Fault:
+    """Served, and the backend goes down right after answering."""
+
+    async def fault(request: httpx.Request, real: httpx.AsyncBaseTransport) -> httpx.Response:
+        response = await served(request, real)
+        await backend.stop()
+        return response
+
+    return fault
+
+
+@pytest.fixture
+async def network() -> AsyncIterator[FaultyNetwork]:
+    net = FaultyNetwork()
+    yield net
+    await net.aclose()
+
+
+@pytest.fixture
+def kiosk(ui_server: RevivableBackend, clock: ManualClock, network: FaultyNetwork):
+    """``kiosk()`` -> the real app, its HTTP going through ``network`` to the live backend."""
+
+    def _make():
+        return make_app(
+            Settings(server=ui_server.url, lang="zh"),
+            ApiClient(ui_server.url, transport=network),
+            clock,
+        )
+
+    return _make
+
+
+# ---------------------------------------------------------------------------- steps
+async def on_confirm(pilot: Pilot, backend: RevivableBackend, password: str) -> None:
+    """Logged in as 张伟, 自助缴费, 全选 (tuition and accommodation), 确认订单."""
+    await log_in(pilot, backend, ZHANG[0], password)
+    await open_fees(pilot)
+    await pilot.press("a")
+    await confirm(pilot)
+
+
+async def busy_on(pilot: Pilot, screen: type) -> None:
+    app = pilot.app
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, screen) and message(app) == BUSY,
+        what=f"{BUSY} on {screen.__name__}",
+    )
+
+
+def the_one_order(backend: RevivableBackend) -> dict[str, Any]:
+    """张伟 has exactly one order; it is returned."""
+    (order,) = orders_of(backend, ZHANG[0])
+    return order
+
+
+def assert_holds(backend: RevivableBackend) -> None:
+    """No item paid twice or in two unfinished orders; no closed order's trade left open."""
+    assert store_violations(backend) == {}
+    success = rows(
+        backend,
+        "SELECT t.trade_no FROM gw_trades t JOIN orders o USING(order_no)"
+        " WHERE t.state='SUCCESS' AND (o.status <> 'paid' OR o.transaction_id <> t.transaction_id)",
+    )
+    assert success == [], "a gateway payment not on its order"
+
+
+def receipts_sent(backend: RevivableBackend, order_no: str) -> list[str]:
+    outbox = rows(backend, "SELECT channel, body FROM outbox")
+    return sorted(m["channel"] for m in outbox if order_no in m["body"])
+
+
+async def paid_once(pilot: Pilot, backend: RevivableBackend, order_no: str) -> None:
+    """支付成功 on screen with the receipt number; one receipt by SMS and e-mail."""
+    await paid_on_screen(pilot)
+    row = order_row(backend, order_no)
+    assert row["status"] == "paid"
+    assert row["receipt_no"] in pilot.app.screen.query_one("#outcome").render().plain
+    assert message(pilot.app) == ""
+    assert receipts_sent(backend, order_no) == ["email", "sms"]
+    assert set(fee_states(backend, ZHANG[0]).items()) >= {(name, "paid") for name in FISCAL}
+    assert_holds(backend)
+
+
+# ============================================================================ backend stops
+async def test_backend_stops_before_the_order(kiosk, ui_server, zhang_changed):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        await ui_server.stop()
+        await pilot.press("enter")
+        await busy_on(pilot, ConfirmOrderScreen)
+        await ui_server.start()
+        assert orders_of(ui_server, ZHANG[0]) == []
+        pay = await submit(pilot)
+        assert pay.order.order_no == the_one_order(ui_server)["order_no"]
+        assert decoded_qr(app) == the_one_order(ui_server)["qr_url"]
+    assert_holds(ui_server)
+
+
+async def test_backend_stops_after_the_order_before_the_qr(
+    kiosk, ui_server, network, zhang_changed
+):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        network.arm("POST", ORDERS, then_backend_stops(ui_server))
+        await pilot.press("enter")
+        await busy_on(pilot, ConfirmOrderScreen)
+        await ui_server.start()
+        made = the_one_order(ui_server)
+        assert (made["status"], made["qr_url"]) == ("open", None)
+        pay = await submit(pilot)  # the same Idempotency-Key finds the same order
+        assert pay.order.order_no == made["order_no"]
+        assert decoded_qr(app) == the_one_order(ui_server)["qr_url"]
+    assert network.sprung == ["POST /api/v1/orders"]
+    assert_holds(ui_server)
+
+
+async def test_backend_stops_after_the_qr(kiosk, ui_server, zhang_changed, phone):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        pay = await submit(pilot)
+        number, qr_url = pay.order.order_no, pay.qr_url
+        await ui_server.stop()
+        await busy_on(pilot, PayScreen)
+        assert title(app) == "扫码支付" and qr_widget(app).display  # the QR is still good
+        await ui_server.start()
+        await phone.sandbox_pay(qr_url, "success")
+        await paid_once(pilot, ui_server, number)
+
+
+async def test_backend_stops_after_payment_before_the_notify(
+    kiosk, ui_server, zhang_changed, phone, clock
+):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        pay = await submit(pilot)
+        number = pay.order.order_no
+        await phone.sandbox_pay(pay.qr_url, "success", notify="delay", delay_seconds=5)
+        await ui_server.stop()
+        await busy_on(pilot, PayScreen)
+        clock.advance(6)  # the notify fell due while the backend was down
+        await ui_server.start()
+        await paid_once(pilot, ui_server, number)
+
+
+async def test_backend_stops_after_payment_with_the_notify_lost_then_i_have_paid(
+    kiosk, ui_server, zhang_changed, phone
+):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        pay = await submit(pilot)
+        number = pay.order.order_no
+        await phone.sandbox_pay(pay.qr_url, "success", notify="drop")
+        await ui_server.stop()
+        await pilot.press("y", "enter")  # 我已支付 → 确认
+        await busy_on(pilot, PayScreen)
+        assert title(app) == "扫码支付"
+        await ui_server.start()
+        assert order_row(ui_server, number)["status"] == "open"
+        await pilot.press("y", "enter")
+        await paid_once(pilot, ui_server, number)
+
+
+# ============================================================================ the network
+@pytest.mark.parametrize("fault", [answer_lost, garbled], ids=["answer-lost", "garbled"])
+async def test_order_made_but_its_answer_lost(kiosk, ui_server, network, zhang_changed, fault):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        network.arm("POST", ORDERS, fault)
+        await pilot.press("enter")
+        await busy_on(pilot, ConfirmOrderScreen)
+        made = the_one_order(ui_server)
+        pay = await submit(pilot)
+        assert pay.order.order_no == made["order_no"]
+        assert len(orders_of(ui_server, ZHANG[0])) == 1
+    assert network.sprung == ["POST /api/v1/orders"]
+    assert_holds(ui_server)
+
+
+async def test_qr_made_but_its_answer_lost(kiosk, ui_server, network, zhang_changed):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        network.arm("POST", PAY, answer_lost)
+        await pilot.press("enter")
+        await busy_on(pilot, ConfirmOrderScreen)
+        first_qr = the_one_order(ui_server)["qr_url"]
+        assert first_qr is not None
+        await submit(pilot)
+        assert decoded_qr(app) == first_qr  # the same trade, not a second one
+        trades = rows(ui_server, "SELECT state FROM gw_trades")
+        assert [t["state"] for t in trades] == ["NOTPAY"]
+    assert_holds(ui_server)
+
+
+async def test_proxy_502_before_the_order(kiosk, ui_server, network, zhang_changed):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        network.arm("POST", ORDERS, proxy_502)
+        await pilot.press("enter")
+        await busy_on(pilot, ConfirmOrderScreen)
+        assert orders_of(ui_server, ZHANG[0]) == []
+        await submit(pilot)
+        assert len(orders_of(ui_server, ZHANG[0])) == 1
+    assert_holds(ui_server)
+
+
+@pytest.mark.parametrize("fault", [proxy_502, garbled], ids=["proxy-502", "garbled"])
+async def test_a_bad_long_poll_answer_then_paid(
+    kiosk, ui_server, network, zhang_changed, phone, fault
+):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        pay = await submit(pilot)
+        number = pay.order.order_no
+        network.arm("GET", FOLLOW, fault)
+        await ui_server.stop()  # the long poll in flight ends; the next one meets the fault
+        await ui_server.start()
+        await busy_on(pilot, PayScreen)
+        await until(pilot, lambda: message(app) == "", what="网络繁忙 gone once polls work")
+        await phone.sandbox_pay(pay.qr_url, "success")
+        await paid_once(pilot, ui_server, number)
+    assert network.sprung == [f"GET /api/v1/orders/{number}"]
+
+
+async def test_i_have_paid_served_but_its_answer_lost(
+    kiosk, ui_server, network, zhang_changed, phone
+):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        pay = await submit(pilot)
+        number = pay.order.order_no
+        await phone.sandbox_pay(pay.qr_url, "success", notify="drop")
+        network.arm("POST", CLAIM, answer_lost)
+        await pilot.press("y", "enter")
+        await paid_once(pilot, ui_server, number)  # the truth, not 网络繁忙
+    assert network.sprung == [f"POST /api/v1/orders/{number}/claim-paid"]
+
+
+# ============================================================================ notifies
+async def pay_screen(pilot: Pilot, backend: RevivableBackend, password: str) -> PayScreen:
+    await log_in(pilot, backend, ZHANG[0], password)
+    await open_fees(pilot)
+    return await pay_screen_for(pilot)
+
+
+async def test_notify_dropped_and_nobody_says_paid(kiosk, ui_server, zhang_changed, phone, clock):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        number = pay.order.order_no
+        await phone.sandbox_pay(pay.qr_url, "success", notify="drop")
+        clock.set(pay.order.expires_at)  # at expiry the backend asks the gateway first
+        await paid_once(pilot, ui_server, number)
+
+
+async def test_notify_duplicated(kiosk, ui_server, zhang_changed, phone):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        number = pay.order.order_no
+        await phone.sandbox_pay(pay.qr_url, "success", notify="duplicate")
+        await paid_once(pilot, ui_server, number)
+        await until(
+            pilot,
+            lambda: not rows(ui_server, "SELECT 1 FROM gw_notifies WHERE state='pending'"),
+            what="both notifies delivered",
+        )
+        assert receipts_sent(ui_server, number) == ["email", "sms"]
+
+
+async def test_notify_delayed_past_expiry(kiosk, ui_server, zhang_changed, phone, clock):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        number = pay.order.order_no
+        ttl = (pay.order.expires_at - clock.now()).total_seconds()
+        await phone.sandbox_pay(pay.qr_url, "success", notify="delay", delay_seconds=int(ttl) + 60)
+        clock.set(pay.order.expires_at)
+        await paid_once(pilot, ui_server, number)
+        clock.advance(120)  # the late notify arrives and changes nothing
+        await until(
+            pilot,
+            lambda: not rows(ui_server, "SELECT 1 FROM gw_notifies WHERE state='pending'"),
+            what="the late notify delivered",
+        )
+        assert receipts_sent(ui_server, number) == ["email", "sms"]
+        assert order_row(ui_server, number)["status"] == "paid"
+        assert_holds(ui_server)
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[str]:
+    """A loopback URL whose port is bound but not listening: connections are refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_notify_unanswered_is_sent_again(
+    kiosk, ui_server, zhang_changed, phone, clock, refusing_port
+):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        number = pay.order.order_no
+        backend = ui_server.backend
+        reachable, backend.internal_url = backend.internal_url, refusing_port
+        await phone.sandbox_pay(pay.qr_url, "success")  # its notify finds nobody
+        (notify,) = rows(ui_server, "SELECT state, attempts FROM gw_notifies")
+        assert notify == {"state": "pending", "attempts": 1}
+        assert order_row(ui_server, number)["status"] == "open"
+        assert title(app) == "扫码支付"
+        backend.internal_url = reachable
+        clock.advance(NOTIFY_RETRY_SECONDS[0] + 1)
+        await paid_once(pilot, ui_server, number)
+        (notify,) = rows(ui_server, "SELECT state, attempts FROM gw_notifies")
+        assert notify == {"state": "sent", "attempts": 1}
+
+
+def test_a_notify_never_answered_is_given_up_after_the_last_retry(ui_server):
+    gateway = ui_server.backend.gateway
+    with ui_server.backend.store.write() as conn:
+        conn.execute("INSERT INTO gw_notifies(trade_no, due_at, state) VALUES ('T1', 0, 'sent')")
+    states = []
+    for _ in range(len(NOTIFY_RETRY_SECONDS) + 1):
+        gateway.notify_unanswered(1)
+        (row,) = rows(ui_server, "SELECT state, attempts FROM gw_notifies")
+        states.append((row["state"], row["attempts"]))
+    retries = [("pending", n) for n in range(1, len(NOTIFY_RETRY_SECONDS) + 1)]
+    assert states == [*retries, ("failed", len(NOTIFY_RETRY_SECONDS))]
+
+
+def notify_of(backend: RevivableBackend, order_no: str, **changes: Any) -> bytes:
+    """The body the gateway would send for this order's paid trade, with ``changes``."""
+    (trade,) = rows(backend, "SELECT * FROM gw_trades WHERE order_no=?", order_no)
+    body = json.loads(backend.backend.gateway.notify_body(trade))
+    body.update(changes)
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+async def post_notify(backend: RevivableBackend, body: bytes, signature: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=backend.url) as http:
+        return await http.post(
+            "/api/v1/gateway/notify/wechat",
+            content=body,
+            headers={"Content-Type": "application/json", "X-Sandbox-Signature": signature},
+        )
+
+
+@pytest.mark.parametrize(
+    ("forgery", "status", "code"),
+    [("bad-signature", 401, "BAD_SIGNATURE"), ("wrong-amount", 400, "AMOUNT_MISMATCH")],
+)
+async def test_forged_notify_pays_nothing(
+    kiosk, ui_server, zhang_changed, phone, forgery, status, code
+):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        number = pay.order.order_no
+        await phone.sandbox_pay(pay.qr_url, "success", notify="drop")  # a trade to imitate
+        if forgery == "bad-signature":
+            body = notify_of(ui_server, number)
+            signature = "0" * 64
+        else:  # signed with the real key (a gateway bug, or the key leaked): amount of 1 fen
+            body = notify_of(ui_server, number, amount=1)
+            signature = security.sign(ui_server.backend.notify_secret, body)
+        answer = await post_notify(ui_server, body, signature)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (status, code)
+        await pilot.pause()
+        row = order_row(ui_server, number)
+        assert (row["status"], row["receipt_no"]) == ("open", None)
+        assert title(app) == "扫码支付" and qr_widget(app).display
+        assert receipts_sent(ui_server, number) == []
+        await pilot.press("y", "enter")  # the real payment is found at the gateway
+        await paid_once(pilot, ui_server, number)
+        amounts = rows(ui_server, "SELECT amount_paid, amount_due FROM fee_items")
+        assert all(a["amount_paid"] in (0, a["amount_due"]) for a in amounts)
+
+
+# ============================================================================ three sessions
+async def test_two_kiosks_and_a_phone_on_one_student(
+    kiosk, ui_server, zhang_changed, phone, network
+):
+    first, second = kiosk(), kiosk()
+    async with first.run_test(size=SIZE) as one, second.run_test(size=SIZE) as two:
+        await on_confirm(one, ui_server, zhang_changed)
+        pay = await submit(one)
+        number = pay.order.order_no
+        async with ApiClient(ui_server.url) as browser:  # the student's own phone
+            await solve_login(browser, ZHANG[0], zhang_changed)
+            fees = await browser.fees()
+            in_order = [i for t in fees.tags for i in t.items if i.state == "in_order"]
+            assert sorted(i.name for i in in_order) == sorted(FISCAL)
+            assert {i.order_no for i in in_order} == {number}
+            await log_in(two, ui_server, ZHANG[0], zhang_changed)
+            await until(two, lambda: isinstance(second.screen, PayScreen), what="kiosk 2 resumes")
+            assert second.screen.order.order_no == number
+            assert decoded_qr(second) == decoded_qr(first) == pay.qr_url
+            await phone.sandbox_pay(pay.qr_url, "success")
+            await paid_once(one, ui_server, number)
+            await paid_once(two, ui_server, number)
+            assert (await browser.get_order(number)).status == "paid"
+        assert len(orders_of(ui_server, ZHANG[0])) == 1
+        await one.press("enter")
+        await until(one, lambda: isinstance(first.screen, FeesScreen), what="自助缴费 again")
+    assert_store_invariants(ui_server, settled=False)
