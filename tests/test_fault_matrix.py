@@ -51,6 +51,7 @@ from tests.payment_flows import (
     paid_on_screen,
     pay_screen_for,
     qr_widget,
+    screen_text,
     submit,
     title,
     ui_config,
@@ -166,6 +167,11 @@ async def garbled(request: httpx.Request, real: httpx.AsyncBaseTransport) -> htt
     return httpx.Response(
         200, headers={"Content-Type": "application/json"}, content=b'{"order_no": \x00\xff'
     )
+
+
+async def client_bug(request: httpx.Request, real: httpx.AsyncBaseTransport) -> httpx.Response:
+    """Something in the client's own stack fails in a way nobody foresaw."""
+    raise RuntimeError("an unforeseen failure below the API client")
 
 
 def then_backend_stops(backend: RevivableBackend) -> Fault:
@@ -379,6 +385,23 @@ async def test_proxy_502_before_the_order(kiosk, ui_server, network, zhang_chang
         assert orders_of(ui_server, ZHANG[0]) == []
         await submit(pilot)
         assert len(orders_of(ui_server, ZHANG[0])) == 1
+    assert_holds(ui_server)
+
+
+async def test_an_unforeseen_client_failure_says_so_and_lets_the_student_try_again(
+    kiosk, ui_server, network, zhang_changed, caplog
+):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await on_confirm(pilot, ui_server, zhang_changed)
+        network.arm("POST", ORDERS, client_bug)
+        await pilot.press("enter")
+        await until(pilot, lambda: message(app) == "系统繁忙，请稍后重试", what="系统繁忙")
+        assert "Traceback" not in screen_text(app)
+        assert orders_of(ui_server, ZHANG[0]) == []
+        await submit(pilot)  # 提交支付 works again
+        assert len(orders_of(ui_server, ZHANG[0])) == 1
+    assert any("unforeseen failure" in r.getMessage() or r.exc_info for r in caplog.records)
     assert_holds(ui_server)
 
 

@@ -73,8 +73,8 @@ class EpayScreen(Screen[Any]):
         """Run ``action`` in a worker; ``done(result)`` on success.
 
         An ``ApiError`` goes to ``failed`` first (return True when handled), else it is
-        shown on the message line in words; anything unexpected is logged and shown
-        as a generic error. Nothing reaches the screen as a traceback.
+        shown on the message line in words; anything unexpected is logged and goes the
+        same way as an ``InternalError``. Nothing reaches the screen as a traceback.
         """
 
         async def job() -> None:
@@ -94,7 +94,9 @@ class EpayScreen(Screen[Any]):
                 return
             except Exception:
                 log.exception("unexpected failure in %s", group)
-                self.show_error(errors.InternalError())
+                internal = errors.InternalError()
+                if failed is None or not failed(internal):
+                    self.show_error(internal)
                 return
             followed = done(result)
             if isinstance(followed, Awaitable):  # ``done`` may be a coroutine function
