@@ -30,6 +30,7 @@ import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 
+from epay_tui.server.routes import sandbox
 from tests.conftest import STAFF, ZHANG
 
 ZHANG_NEW_PASSWORD = "Zhangwei2026x"
@@ -684,3 +685,24 @@ def test_oversized_chunked_body_answers_413(server):
     assert error_body_problem(response) is None, response.text
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.parametrize("peer", ["192.0.2.7", "10.0.0.5", "2001:db8::1"])
+async def test_dev_hooks_refuse_a_peer_off_loopback(server, peer):
+    """Behind a proxy or a port forward, the hooks still answer only a loopback peer.
+
+    The peer address cannot be forged over a real loopback socket, so the app is called
+    in-process through ASGI with that client address; the same app answers loopback.
+    """
+    hooks = [route.path for route in sandbox.dev_router.routes]
+    assert hooks == ["/sandbox/captcha/latest", "/sandbox/outbox"]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.post("/api/v1/captcha")).status_code == 200
+        assert (await http.get(hooks[0])).status_code == 200  # loopback: answered
+    outside = httpx.ASGITransport(app=server.app, client=(peer, 50000))
+    async with httpx.AsyncClient(transport=outside, base_url="http://epay.example") as http:
+        for path in hooks:
+            answer = await http.get(path)
+            assert answer.status_code == 403, (path, answer.text)
+            assert answer.json()["error"]["code"] == "FORBIDDEN"
+            assert "answer" not in answer.text and "messages" not in answer.text
