@@ -172,8 +172,8 @@ class EpayApp(App[None]):
         if isinstance(event, events.Key | events.MouseDown):
             self.last_activity = self.clock.now()
             activity = getattr(self.screen, "key_activity", None)
-            if activity is not None:
-                activity()
+            if activity is not None and activity() and isinstance(event, events.Key):
+                return  # the key answered that screen (还在使用吗？) and goes no further
         await super().on_event(event)
 
     def global_key_hints(self) -> list[tuple[str, str]]:

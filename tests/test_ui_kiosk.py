@@ -11,7 +11,7 @@ from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.pay import PayScreen
 from tests.conftest import CHEN, latest_captcha_answer
-from tests.pilot_helpers import until
+from tests.pilot_helpers import settle_workers, until
 
 PIN = "7391"
 PIN_HASH = hash_password(PIN)
@@ -61,8 +61,10 @@ async def test_any_key_dismisses_the_countdown(make_ui_app, ui_server, clock):
         await log_in_chen(app, pilot, ui_server)
         clock.advance(61)
         await until(pilot, lambda: isinstance(app.screen, IdleCountdown), "countdown")
-        await pilot.press("space")
+        await pilot.press("1")  # 自助缴费 on the menu: this key is spent on the dialog
         await until(pilot, lambda: isinstance(app.screen, MenuScreen), "back on the menu")
+        await settle_workers(pilot)
+        assert isinstance(app.screen, MenuScreen)
         clock.advance(30)
         await pilot.pause(0.3)
         assert app.session is not None  # the key counted as activity

@@ -65,10 +65,13 @@ class CaptchaForm(EpayScreen):
         self.show_meta(meta)
         self.show_captcha(captcha)
 
-    def key_activity(self) -> None:
-        """Any key (the app tells us before bindings or fields take it) retries now."""
+    def key_activity(self) -> bool:
+        """Any key (the app tells us before bindings or fields take it) retries now.
+
+        The key still goes on to its field: typing is never lost to a retry."""
         if self._busy and self._retry_now is not None:
             self._retry_now.set()
+        return False
 
     def show_meta(self, meta: Meta) -> None:
         self.epay.meta = meta

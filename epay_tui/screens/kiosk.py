@@ -42,8 +42,10 @@ class IdleCountdown(ModalScreen[None]):
     def tick(self) -> None:
         self.query_one("#countdown", Tr).show("kiosk.idle_countdown", seconds=self.seconds_left())
 
-    def key_activity(self) -> None:
+    def key_activity(self) -> bool:
+        """Any key answers "still here": it closes the dialog and is spent on it."""
         self.dismiss(None)
+        return True
 
 
 class StaffPin(ModalScreen[bool]):
