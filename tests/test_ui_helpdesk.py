@@ -561,12 +561,19 @@ async def test_f6_audit_lists_staff_actions_newest_first(make_ui_app, ui_server,
         await until(pilot, lambda: table.row_count > 0, "audit rows")
         entries = rows(table)
         assert entries[:3] == [
-            ["11-26 10:02:00", "helpdesk01", "staff.unlock", "2024010003"],
-            ["11-26 10:01:00", "helpdesk01", "staff.reset_password", "2024010003"],
-            ["11-26 10:00:00", "helpdesk01", "login", "helpdesk01"],
+            ["11-26 10:02:00", "helpdesk01", "解除锁定", "2024010003"],
+            ["11-26 10:01:00", "helpdesk01", "重置密码", "2024010003"],
+            ["11-26 10:00:00", "helpdesk01", "登录", "helpdesk01"],
         ]
         times = [e[0] for e in entries]
         assert times == sorted(times, reverse=True)
+        await pilot.press("f2")  # the actions follow the language
+        await until(pilot, lambda: rows(table)[0][2] == "Unlocked by staff", "English actions")
+        assert [e[2] for e in rows(table)[:3]] == [
+            "Unlocked by staff",
+            "Staff reset password",
+            "Logged in",
+        ]
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, HelpdeskHome), "back")
 

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Input
 
 from epay_tui.api import rules
 from epay_tui.api.models import AuditLog, ReconcileResult, StudentDetail, StudentList
-from epay_tui.i18n import tr
+from epay_tui.i18n import has, tr
 from epay_tui.screens.base import EpayScreen
 from epay_tui.screens.dialog import Choice
 from epay_tui.widgets.texts import Tr
@@ -341,6 +341,7 @@ class AuditScreen(EpayScreen):
     KEY_HINTS = (("Esc", "key.back"),)
     BINDINGS = [Binding("escape", "back", "back", id="back")]
     COLUMNS = (("at", 14), ("actor", 12), ("action", 20), ("target", 20))
+    shown_log: AuditLog | None = None
 
     def compose_body(self) -> Iterable[Widget]:
         yield _table(self.COLUMNS, self.app.language, "audit")
@@ -351,14 +352,25 @@ class AuditScreen(EpayScreen):
 
     def retranslate(self) -> None:
         _relabel(self.query_one("#audit", DataTable), self.COLUMNS, self.app.language)
+        if self.shown_log is not None:
+            self._show(self.shown_log)
+
+    def _action(self, action: str) -> str:
+        """The action in words; one the catalog does not know keeps its code."""
+        key = f"audit.{action}"
+        return tr(self.app.language, key) if has(key) else action
 
     def _show(self, log: AuditLog) -> None:
+        self.shown_log = log
         table = self.query_one("#audit", DataTable)
-        table.clear()
-        for entry in log.entries:
-            table.add_row(
-                entry.at.strftime("%m-%d %H:%M:%S"), entry.actor, entry.action, entry.target
-            )
+
+        def fill() -> None:
+            for index, entry in enumerate(log.entries):
+                when = entry.at.strftime("%m-%d %H:%M:%S")
+                action = self._action(entry.action)
+                table.add_row(when, entry.actor, action, entry.target, key=str(index))
+
+        _keep_cursor(table, fill)
 
     def action_back(self) -> None:
         self.dismiss()
