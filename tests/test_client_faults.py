@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from epay_tui.api import errors
-from epay_tui.api.client import ApiClient, new_idempotency_key
+from epay_tui.api.client import KEEPALIVE_SECONDS, ApiClient, new_idempotency_key
 
 BASE = "http://backend.test"
 
@@ -183,3 +183,16 @@ async def test_logout_forgets_the_token_even_when_the_backend_is_gone() -> None:
         with pytest.raises(errors.BackendUnreachable):
             await c.logout()
         assert c.token is None
+
+
+async def test_the_client_drops_an_idle_connection_long_before_the_server_does() -> None:
+    """A request sent into a connection the server is just closing fails (the load
+    benchmark met it at uvicorn's and httpx's equal 5 s defaults): the client's idle
+    expiry must stay well under the backend's keep-alive."""
+    from epay_tui.server.runner import KEEP_ALIVE_SECONDS, _uvicorn
+
+    async with ApiClient("http://127.0.0.1:9") as api:
+        pool = api._http._transport._pool  # httpx keeps the setting on its pool
+        assert pool._keepalive_expiry == KEEPALIVE_SECONDS
+    assert _uvicorn(object(), access_log=False).config.timeout_keep_alive == KEEP_ALIVE_SECONDS
+    assert KEEPALIVE_SECONDS + 10 < KEEP_ALIVE_SECONDS

@@ -46,6 +46,9 @@ from epay_tui.api.models import (
 API = "/api/v1"
 LONG_POLL_MARGIN = 10.0
 """Seconds the read timeout of a long poll exceeds its ``wait``."""
+KEEPALIVE_SECONDS = 4.0
+"""An idle connection is dropped after this long: shorter than the keep-alive of common
+servers (uvicorn 5 s, nginx 75 s), so a request never races the server's close."""
 
 M = TypeVar("M", bound=BaseModel)
 JSON = dict[str, Any]
@@ -94,6 +97,7 @@ class ApiClient:
             base_url=self.base_url,
             timeout=timeout,
             transport=transport,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
             headers={"Accept": "application/json", "User-Agent": "epay-tui"},
         )
 

@@ -276,21 +276,25 @@ class PayScreen(EpayScreen):
             self._refresh()
             return True
         if isinstance(exc, errors.TransportError):
-            self.show_error(exc)
-            self._refresh(only_if_changed=True)
+            self._refresh(busy_if_unchanged=True)
             return True
         if isinstance(exc, errors.PaymentInProgress):
             self.say("pay.in_progress", severity="error")
             return True
         return False
 
-    def _refresh(self, *, only_if_changed: bool = False) -> None:
+    def _refresh(self, *, busy_if_unchanged: bool = False) -> None:
+        """Look at the order again; with ``busy_if_unchanged``, an action went unanswered:
+        show what changed, else 网络繁忙 while the order is still open (a finished order's
+        outcome line already says what happened)."""
         number = self.order.order_no
 
         def seen(order: Order) -> None:
             changed = order.status != self.order.status or order.payment != self.order.payment
-            if changed or not only_if_changed:
+            if changed or not busy_if_unchanged:
                 self._update(order)
+            elif order.status == "open":
+                self.say("app.busy", severity="error")
 
         self.call_api(lambda api: api.get_order(number), seen, group="refresh")
 

@@ -14,6 +14,11 @@ from epay_tui.api.clock import Clock
 from epay_tui.server.app import create_app
 from epay_tui.server.config import ServerConfig
 
+KEEP_ALIVE_SECONDS = 75
+"""An idle connection stays open this long (as nginx's default): well past the client's
+``KEEPALIVE_SECONDS``, so the client always closes first and never sends a request
+into a connection the server is closing."""
+
 
 def bind(host: str, port: int) -> socket.socket:
     """Bind first, so port 0 gives a free port that is known before the app is built."""
@@ -34,6 +39,7 @@ def _uvicorn(app, access_log: bool) -> uvicorn.Server:
             access_log=access_log,
             lifespan="on",
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             ws="none",
         )
     )
