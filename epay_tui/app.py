@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the client (httpx, pydantic) is imported after the first fr
 
 log = logging.getLogger("epay_tui")
 KIOSK_TICK_SECONDS = 0.25
+CLOCK_SKEW_TOLERANCE = timedelta(seconds=5)
+"""A gap between this machine's clock and the backend's up to this is latency, not skew."""
 IDLE_COUNTDOWN_SECONDS = 20
 KIOSK_RETURN_AFTER_PAYMENT = 30
 
@@ -71,13 +73,32 @@ class EpayApp(App[None]):
         self.api: ApiClient | None = client
         self._api_ready = asyncio.Event()
         self.session: StudentSession | None = None
-        self.meta: Meta | None = None
+        self._meta: Meta | None = None
+        self.server_offset = timedelta(0)
+        """How far the backend's clock is ahead of this machine's (0 within 5 s)."""
         self.embedded = None
         self.language = settings.lang
         self.animation_level = "none"
         self.last_activity = self.clock.now()
         self.kiosk_return_at: datetime | None = None
         """Kiosk: when to go back to a clean login after 支付成功."""
+
+    @property
+    def meta(self) -> Meta | None:
+        """The backend's ``/meta`` as last fetched (school, payee, hours, its clock)."""
+        return self._meta
+
+    @meta.setter
+    def meta(self, meta: Meta | None) -> None:
+        self._meta = meta
+        if meta is not None:
+            skew = meta.server_time - self.clock.now()
+            self.server_offset = skew if abs(skew) > CLOCK_SKEW_TOLERANCE else timedelta(0)
+
+    def server_now(self) -> datetime:
+        """The backend's time: this machine's clock, corrected when it is more than 5 s
+        off (a kiosk set to the wrong time still counts an order down rightly)."""
+        return self.clock.now() + self.server_offset
 
     # ----------------------------------------------------------------- start-up
     def on_mount(self) -> None:

@@ -8,7 +8,7 @@ poll that never ends while the order is open, so waits there are on conditions
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,7 +17,8 @@ from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable, RadioSet
 
-from epay_tui.api.client import new_idempotency_key
+from epay_tui.api.client import ApiClient, new_idempotency_key
+from epay_tui.api.clock import ManualClock
 from epay_tui.screens.dialog import Choice
 from epay_tui.screens.fees import FeesScreen
 from epay_tui.screens.menu import MenuScreen
@@ -26,7 +27,7 @@ from epay_tui.screens.pay import PayScreen
 from epay_tui.screens.profile import ProfileScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import TrButton
-from tests.conftest import LI, NEW_ZHANG, SCHOOL_TZ, ZHANG
+from tests.conftest import LI, NEW_ZHANG, SCHOOL_TZ, TEN_AM, ZHANG
 from tests.payment_flows import (
     AGENCY,
     CLOSED_LINE,
@@ -695,3 +696,22 @@ async def test_an_unfinished_order_opens_by_itself_after_a_crash(
         assert title(again) == "扫码支付"
         assert decoded_qr(again) == order_row(ui_server, number)["qr_url"]
         assert len(orders_of(ui_server, ZHANG[0])) == 1
+
+
+# ============================================================================ clock
+@pytest.mark.parametrize("skew_minutes", [20, -20])
+async def test_a_kiosk_with_a_wrong_clock_counts_down_by_the_backends(
+    ui_server, zhang_changed, skew_minutes
+):
+    """The countdown follows the backend's clock (from /meta), not a kiosk set wrong."""
+    from epay_tui.app import make_app
+    from epay_tui.config import Settings
+
+    kiosk_clock = ManualClock(TEN_AM + timedelta(minutes=skew_minutes))
+    app = make_app(Settings(server=ui_server.url), ApiClient(ui_server.url), kiosk_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
+        await open_fees(pilot)
+        await pay_screen_for(pilot)
+        assert app.server_offset == timedelta(minutes=-skew_minutes)
+        assert shown(app, "#countdown") == "剩余支付时间 15:00"

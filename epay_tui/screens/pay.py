@@ -163,7 +163,7 @@ class PayScreen(EpayScreen):
         if self.order.status != "open":
             countdown.clear()
             return
-        left = int((self.order.expires_at - self.epay.clock.now()).total_seconds())
+        left = int((self.order.expires_at - self.epay.server_now()).total_seconds())
         if left <= 0:
             countdown.show("pay.expiring")
         else:
