@@ -9,15 +9,12 @@ conditions (``until``), never on every worker finishing, and never a fixed sleep
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import zxingcpp
 from PIL import Image
-from rich.console import Console
 from textual.pilot import Pilot
-from textual.widget import Widget
-from textual.widgets import Button, DataTable, Input, OptionList, Static
+from textual.widgets import DataTable
 from textual.worker import WorkerState
 
 from epay_tui.api.rules import parse_payment_hours
@@ -34,7 +31,7 @@ from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import TrButton
 from tests.conftest import CAPTCHA_SEED
 from tests.invariants import rows
-from tests.pilot_helpers import answer_for, until
+from tests.pilot_helpers import answer_for, plain, shown, title, until
 
 SIZE = (80, 24)
 CURRENT, PREVIOUS = "2026-2027学年", "2025-2026学年"
@@ -86,56 +83,6 @@ async def settle(pilot: Pilot, what: str = "") -> None:
 
 
 # ---------------------------------------------------------------------------- reading
-def plain(renderable: object, width: int = SIZE[0]) -> str:
-    if isinstance(renderable, str):
-        return renderable
-    text = getattr(renderable, "plain", None)
-    if isinstance(text, str):
-        return text
-    console = Console(width=width, file=io.StringIO(), color_system=None)
-    with console.capture() as captured:
-        console.print(renderable, end="")
-    return captured.get()
-
-
-def text_of(widget: Widget) -> str:
-    if isinstance(widget, Button):
-        return plain(widget.label)
-    if isinstance(widget, Input):
-        return widget.value
-    if isinstance(widget, OptionList):
-        return "\n".join(
-            plain(widget.get_option_at_index(i).prompt) for i in range(widget.option_count)
-        )
-    if isinstance(widget, DataTable):
-        return "\n".join(
-            " | ".join(plain(cell) for cell in widget.get_row_at(i))
-            for i in range(widget.row_count)
-        )
-    if isinstance(widget, Static):
-        return plain(widget.render())
-    return ""
-
-
-def screen_text(app: Any) -> str:
-    """Every word on the active screen, one visible widget per line."""
-    widgets = app.screen.walk_children(with_self=False)
-    return "\n".join(filter(None, (text_of(w) for w in widgets if w.display)))
-
-
-def shown(app: Any, selector: str) -> str:
-    """The words of one Tr/Static on the active screen."""
-    return plain(app.screen.query_one(selector, Static).render())
-
-
-def title(app: Any) -> str:
-    return shown(app, ".screen-title")
-
-
-def message(app: Any) -> str:
-    return shown(app, "#message")
-
-
 def dialog_text(app: Any) -> str:
     assert isinstance(app.screen, Choice), type(app.screen).__name__
     return shown(app, ".dialog-text")

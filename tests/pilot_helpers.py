@@ -1,15 +1,24 @@
-"""Helpers shared by the Pilot tests: wait for a condition, read a captcha's answer."""
+"""Helpers shared by the Pilot tests: wait for a condition, read the screen's words,
+read a captcha's answer."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
+from typing import Any
 
+from rich.console import Console
 from textual.css.query import NoMatches
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widget import Widget
+from textual.widgets import Button, DataTable, Input, OptionList, Static
 
 from epay_tui.server.runner import BackgroundServer
+from epay_tui.widgets.checklist import PasswordChecklist
+from epay_tui.widgets.chrome import AppHeader, KeyBar
+
+WIDTH = 80  # ui.md: no screen needs more than 80x24
 
 
 async def until(
@@ -61,3 +70,56 @@ async def still(pilot: Pilot) -> None:
         for field in screen.query(Input):
             field.cursor_blink = False
     await pilot.pause()
+
+
+# ---------------------------------------------------------------------------- reading
+def plain(renderable: object, width: int = WIDTH) -> str:
+    """A renderable (str, Text, Content, or any Rich renderable) as plain text."""
+    if isinstance(renderable, str):
+        return renderable
+    text = getattr(renderable, "plain", None)
+    if isinstance(text, str):
+        return text
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    with console.capture() as captured:
+        console.print(renderable, end="")
+    return captured.get()
+
+
+def text_of(widget: Widget) -> str:
+    """The words a widget shows (an empty field shows its placeholder)."""
+    if isinstance(widget, Button):
+        return plain(widget.label)
+    if isinstance(widget, Input):
+        return widget.value or plain(widget.placeholder)
+    if isinstance(widget, OptionList):
+        return "\n".join(
+            plain(widget.get_option_at_index(i).prompt) for i in range(widget.option_count)
+        )
+    if isinstance(widget, DataTable):
+        return "\n".join(
+            " | ".join(plain(cell) for cell in widget.get_row_at(i))
+            for i in range(widget.row_count)
+        )
+    if isinstance(widget, Static | AppHeader | PasswordChecklist | KeyBar):
+        return plain(widget.render())
+    return ""
+
+
+def screen_text(app: Any) -> str:
+    """Every word on the active screen, one visible widget per line."""
+    widgets = app.screen.walk_children(with_self=False)
+    return "\n".join(filter(None, (text_of(w) for w in widgets if w.display)))
+
+
+def shown(app: Any, selector: str) -> str:
+    """The words of one Tr/Static on the active screen."""
+    return plain(app.screen.query_one(selector, Static).render())
+
+
+def title(app: Any) -> str:
+    return shown(app, ".screen-title")
+
+
+def message(app: Any) -> str:
+    return shown(app, "#message")

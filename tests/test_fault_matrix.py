@@ -44,19 +44,16 @@ from tests.payment_flows import (
     decoded_qr,
     fee_states,
     log_in,
-    message,
     open_fees,
     order_row,
     orders_of,
     paid_on_screen,
     pay_screen_for,
     qr_widget,
-    screen_text,
     submit,
-    title,
     ui_config,
 )
-from tests.pilot_helpers import until
+from tests.pilot_helpers import message, screen_text, title, until
 
 BUSY = "网络繁忙，请稍后重试"
 ORDERS = r"/api/v1/orders"

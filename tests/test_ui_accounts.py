@@ -7,7 +7,6 @@ ended, an unreachable backend, and ``--server`` keeping the server package unloa
 
 from __future__ import annotations
 
-import io
 import re
 import socket
 import subprocess
@@ -17,10 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from rich.console import Console
 from textual.pilot import Pilot
-from textual.widget import Widget
-from textual.widgets import Button, Input, OptionList, RadioButton, RadioSet, Static
+from textual.widgets import Input, OptionList, RadioButton, RadioSet, Static
 from textual.worker import WorkerState
 
 from epay_tui.api.client import ApiClient
@@ -35,10 +32,10 @@ from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.captcha import CaptchaImage
 from epay_tui.widgets.checklist import PasswordChecklist
-from epay_tui.widgets.chrome import AppHeader, KeyBar
+from epay_tui.widgets.chrome import AppHeader
 from epay_tui.widgets.texts import Tr, TrButton
 from tests.conftest import CHEN, LI, WANG, ZHANG, latest_captcha_answer, solve_login
-from tests.pilot_helpers import answer_for
+from tests.pilot_helpers import answer_for, message, plain, screen_text, title
 
 SIZE = (80, 24)  # ui.md: no screen needs more
 NEW_ZHANG = "Zhangwei2026x"
@@ -65,50 +62,6 @@ async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await pilot.pause()
-
-
-def plain(renderable: object, width: int = SIZE[0]) -> str:
-    """A renderable (str, Text, Content, or any Rich renderable) as plain text."""
-    if isinstance(renderable, str):
-        return renderable
-    text = getattr(renderable, "plain", None)
-    if isinstance(text, str):
-        return text
-    console = Console(width=width, file=io.StringIO(), color_system=None)
-    with console.capture() as captured:
-        console.print(renderable, end="")
-    return captured.get()
-
-
-def text_of(widget: Widget) -> str:
-    """The words a widget shows."""
-    if isinstance(widget, Button):
-        return plain(widget.label)
-    if isinstance(widget, Input):
-        return widget.value or plain(widget.placeholder)
-    if isinstance(widget, OptionList):
-        return "\n".join(
-            plain(widget.get_option_at_index(i).prompt) for i in range(widget.option_count)
-        )
-    if isinstance(widget, Static | AppHeader | PasswordChecklist | KeyBar):
-        return plain(widget.render())
-    return ""
-
-
-def screen_text(app: Any) -> str:
-    """Every word on the active screen, one widget per line."""
-    screen = app.screen
-    return "\n".join(
-        filter(None, (text_of(w) for w in screen.walk_children(with_self=False) if w.display))
-    )
-
-
-def title(app: Any) -> str:
-    return plain(app.screen.query_one(".screen-title", Tr).render())
-
-
-def message(app: Any) -> str:
-    return plain(app.screen.query_one("#message", Tr).render())
 
 
 def header(app: Any) -> str:

@@ -53,7 +53,6 @@ from tests.payment_flows import (
     fees,
     key_of,
     log_in,
-    message,
     move_to,
     open_fees,
     order_item_names,
@@ -61,20 +60,16 @@ from tests.payment_flows import (
     orders_of,
     paid_on_screen,
     pay_screen_for,
-    plain,
     qr_widget,
     row_of,
     row_text,
     rows,
-    screen_text,
     settle,
-    shown,
     submit,
-    title,
     total,
     ui_config,
 )
-from tests.pilot_helpers import until
+from tests.pilot_helpers import message, plain, screen_text, shown, title, until
 
 
 # ============================================================================ 自助缴费
