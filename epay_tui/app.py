@@ -15,6 +15,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from epay_tui.api.clock import Clock, SystemClock
+from epay_tui.api.rules import printable_only
 from epay_tui.i18n import other
 
 if TYPE_CHECKING:  # the client (httpx, pydantic) is imported after the first frame
@@ -190,6 +191,9 @@ class EpayApp(App[None]):
     # ----------------------------------------------------------------- keys
     async def on_event(self, event: events.Event) -> None:
         """Every key, before any binding takes it, counts as activity for the screen."""
+        if isinstance(event, events.Paste) and not event.is_forwarded:
+            # typed control keys never reach a field; pasted ones must not either
+            event.text = printable_only(event.text, keep="\r\n")
         if isinstance(event, events.Key | events.MouseDown):
             self.last_activity = self.clock.now()
             activity = getattr(self.screen, "key_activity", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -39,17 +40,30 @@ def clock() -> ManualClock:
     return ManualClock(TEN_AM)
 
 
+def backend_config(**overrides: Any) -> ServerConfig:
+    """The tests' backend: demo college, dev hooks, a free loopback port, 08:00-22:00, a
+    quick sweep; ``overrides`` change any setting."""
+    settings: dict[str, Any] = {
+        "demo_data": True,
+        "dev_hooks": True,
+        "host": "127.0.0.1",
+        "port": 0,
+        "payment_hours": parse_payment_hours("08:00-22:00"),
+        "tick_seconds": 0.05,
+    }
+    settings.update(overrides)
+    return ServerConfig(**settings)
+
+
+def ui_config(**overrides: Any) -> ServerConfig:
+    """The UI tests' backend: captchas repeat from a seed, so snapshots are stable."""
+    return backend_config(captcha_seed=CAPTCHA_SEED, **overrides)
+
+
 @pytest.fixture
 def server_config() -> ServerConfig:
     """Override in a test module (or parametrize) to change TTL, hours, ..."""
-    return ServerConfig(
-        demo_data=True,
-        dev_hooks=True,
-        host="127.0.0.1",
-        port=0,
-        payment_hours=parse_payment_hours("08:00-22:00"),
-        tick_seconds=0.05,
-    )
+    return backend_config()
 
 
 @pytest.fixture
@@ -109,15 +123,7 @@ CAPTCHA_SEED = 20261126
 @pytest.fixture
 def ui_server_config() -> ServerConfig:
     """A backend for UI tests: demo college, dev hooks, captchas repeat from a seed."""
-    return ServerConfig(
-        demo_data=True,
-        dev_hooks=True,
-        host="127.0.0.1",
-        port=0,
-        payment_hours=parse_payment_hours("08:00-22:00"),
-        tick_seconds=0.05,
-        captcha_seed=CAPTCHA_SEED,
-    )
+    return ui_config()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 from textual.worker import WorkerState
 
-from epay_tui.api.rules import parse_payment_hours
 from epay_tui.screens.change_password import ChangePasswordScreen
 from epay_tui.screens.confirm_order import ConfirmOrderScreen
 from epay_tui.screens.dialog import Choice
@@ -25,11 +24,9 @@ from epay_tui.screens.fees import FeesScreen
 from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.pay import PayScreen
-from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import TrButton
-from tests.conftest import CAPTCHA_SEED
 from tests.invariants import rows
 from tests.pilot_helpers import answer_for, plain, shown, title, until
 
@@ -49,21 +46,6 @@ DO_NOT_PAY_AGAIN = (
 IN_PROGRESS = "这笔支付正在处理中，不能取消或更换支付方式"
 CLOSED_LINE = "订单已关闭，费用项已释放"
 PROFILE_REASON = "手机号、邮箱有误，请维护个人信息后缴费"
-
-
-def ui_config(**overrides: Any) -> ServerConfig:
-    """The conftest's UI backend with some settings changed."""
-    settings: dict[str, Any] = {
-        "demo_data": True,
-        "dev_hooks": True,
-        "host": "127.0.0.1",
-        "port": 0,
-        "payment_hours": parse_payment_hours("08:00-22:00"),
-        "tick_seconds": 0.05,
-        "captcha_seed": CAPTCHA_SEED,
-    }
-    settings.update(overrides)
-    return ServerConfig(**settings)
 
 
 # ---------------------------------------------------------------------------- waiting

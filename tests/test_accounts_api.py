@@ -564,6 +564,20 @@ async def test_password_over_128_characters_is_a_validation_error(http: httpx.As
     assert "new_password" in details["fields"]
 
 
+@pytest.mark.parametrize(
+    "untypeable", ["Lina2027\x00pay", "Lina2027\x1b[31m", "Lina\u202e2027pay", "Lina2027\u200bpay"]
+)
+async def test_a_new_password_no_keyboard_can_type_is_a_validation_error(
+    http: httpx.AsyncClient, login, untypeable
+):
+    api = await login(*LI)
+    resp = await change_password(http, api.token, LI[1], untypeable)
+    details = error_details(resp, 422, "VALIDATION_ERROR")
+    assert list(details["fields"]) == ["new_password"]
+    assert untypeable not in resp.text  # the refused value is not echoed
+    assert (await raw_login(http, *LI)).status_code == 200  # the old one still works
+
+
 async def test_login_password_over_128_characters_is_a_validation_error(
     http: httpx.AsyncClient,
 ):

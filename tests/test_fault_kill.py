@@ -40,9 +40,9 @@ from epay_tui.api.clock import SystemClock
 from epay_tui.api.rules import parse_payment_hours
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
-from tests.conftest import NEW_ZHANG, ZHANG
+from tests.conftest import NEW_ZHANG, ZHANG, ui_config
 from tests.invariants import assert_store_invariants, rows
-from tests.payment_flows import AGENCY, FISCAL, fee_states, orders_of, ui_config
+from tests.payment_flows import AGENCY, FISCAL, fee_states, orders_of
 
 ROWS, COLS = 24, 80
 DEADLINE = 30.0

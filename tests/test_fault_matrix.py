@@ -35,7 +35,7 @@ from epay_tui.server import security
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.gateway import NOTIFY_RETRY_SECONDS
 from epay_tui.server.runner import BackgroundServer
-from tests.conftest import ZHANG, solve_login
+from tests.conftest import ZHANG, solve_login, ui_config
 from tests.invariants import assert_store_invariants, rows, store_violations
 from tests.payment_flows import (
     FISCAL,
@@ -51,7 +51,6 @@ from tests.payment_flows import (
     pay_screen_for,
     qr_widget,
     submit,
-    ui_config,
 )
 from tests.pilot_helpers import message, screen_text, title, until
 

@@ -25,10 +25,9 @@ import pytest
 from epay_tui.api import errors
 from epay_tui.api.client import ApiClient, new_idempotency_key
 from epay_tui.api.models import FeeItem, Order, StatementTrade
-from epay_tui.api.rules import parse_payment_hours
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.security import sign
-from tests.conftest import CHEN, LI, STAFF, TEN_AM, ZHANG
+from tests.conftest import CHEN, LI, STAFF, TEN_AM, ZHANG, backend_config
 from tests.invariants import assert_store_invariants, rows, store_violations
 
 CURRENT = "2026-2027学年"
@@ -51,18 +50,8 @@ UNKNOWN_ORDER = "20261126" + "9" * 10
 
 # ---------------------------------------------------------------------------- config
 def _config(**overrides: Any) -> ServerConfig:
-    settings: dict[str, Any] = {
-        "demo_data": True,
-        "dev_hooks": True,
-        "host": "127.0.0.1",
-        "port": 0,
-        "payment_hours": parse_payment_hours("08:00-22:00"),
-        "tick_seconds": 0.05,
-        # the clock jumps hours in some tests: keep sessions alive across the jumps
-        "session_idle_seconds": 7 * 24 * 3600,
-    }
-    settings.update(overrides)
-    return ServerConfig(**settings)
+    # the clock jumps hours in some tests: keep sessions alive across the jumps
+    return backend_config(**{"session_idle_seconds": 7 * 24 * 3600, **overrides})
 
 
 @pytest.fixture

@@ -143,3 +143,18 @@ def test_payment_hours_window_is_half_open():
 def test_bad_payment_hours_are_refused(text):
     with pytest.raises(ValueError, match="payment hours"):
         rules.parse_payment_hours(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "keep", "printable"),
+    [
+        ("Abc 123 张伟 ١٢٣ 😀", "", "Abc 123 张伟 ١٢٣ 😀"),
+        ("a\x00b\x07c\x1b[31md\x7fe", "", "abc[31mde"),
+        ("a\u202eb\u200bc\u2066d", "", "abcd"),
+        ("2024010001\r\n152018Czgc\t", "\r\n", "2024010001\r\n152018Czgc"),
+    ],
+)
+def test_printable_only_drops_what_no_keyboard_types(text, keep, printable):
+    assert rules.printable_only(text, keep) == printable
+    assert rules.is_typeable(printable.replace("\r", "").replace("\n", ""))
+    assert rules.is_typeable(text) == (text == printable)

@@ -30,7 +30,6 @@ from textual.worker import WorkerState
 
 from epay_tui.api.client import ApiClient, new_idempotency_key
 from epay_tui.api.clock import ManualClock
-from epay_tui.api.rules import parse_payment_hours
 from epay_tui.screens.change_password import ChangePasswordScreen
 from epay_tui.screens.confirm_order import ConfirmOrderScreen
 from epay_tui.screens.dialog import Choice
@@ -41,7 +40,7 @@ from epay_tui.screens.orders import OrdersScreen
 from epay_tui.screens.pay import PayScreen
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
-from tests.conftest import CAPTCHA_SEED, SCHOOL_TZ, ZHANG, solve_login
+from tests.conftest import SCHOOL_TZ, ZHANG, solve_login, ui_config
 from tests.pilot_helpers import answer_for, until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
@@ -91,16 +90,7 @@ def _stable_ids(monkeypatch) -> None:
 @pytest.fixture
 def ui_server_config() -> ServerConfig:
     """The conftest's UI backend, announcing a fixed public URL (the QR's host)."""
-    return ServerConfig(
-        demo_data=True,
-        dev_hooks=True,
-        host="127.0.0.1",
-        port=0,
-        payment_hours=parse_payment_hours("08:00-22:00"),
-        tick_seconds=0.05,
-        captcha_seed=CAPTCHA_SEED,
-        public_url=PUBLIC_URL,
-    )
+    return ui_config(public_url=PUBLIC_URL)
 
 
 @pytest.fixture

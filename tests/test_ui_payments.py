@@ -27,7 +27,7 @@ from epay_tui.screens.pay import PayScreen
 from epay_tui.screens.profile import ProfileScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import TrButton
-from tests.conftest import LI, NEW_ZHANG, SCHOOL_TZ, TEN_AM, ZHANG
+from tests.conftest import LI, NEW_ZHANG, SCHOOL_TZ, TEN_AM, ZHANG, ui_config
 from tests.payment_flows import (
     AGENCY,
     CLOSED_LINE,
@@ -67,7 +67,6 @@ from tests.payment_flows import (
     settle,
     submit,
     total,
-    ui_config,
 )
 from tests.pilot_helpers import message, plain, screen_text, shown, title, until
 

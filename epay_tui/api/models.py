@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from epay_tui.api.rules import MAX_ITEMS_PER_ORDER, PASSWORD_FIELD_MAX
+from epay_tui.api.rules import MAX_ITEMS_PER_ORDER, PASSWORD_FIELD_MAX, is_typeable
 
 Channel = Literal["wechat", "alipay", "ccb"]
 CHANNELS: tuple[Channel, ...] = ("wechat", "alipay", "ccb")
@@ -26,6 +26,16 @@ TradeState = Literal["NOTPAY", "SUCCESS", "CLOSED", "PAYERROR"]
 
 Username = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=PASSWORD_FIELD_MAX)]
+
+
+def _typeable(value: str) -> str:
+    if not is_typeable(value):
+        raise ValueError("must hold no control or invisible characters")
+    return value
+
+
+NewPassword = Annotated[Password, AfterValidator(_typeable)]
+"""A password being set: one that can be typed again (no control or bidi characters)."""
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 CaptchaAnswer = Annotated[str, StringConstraints(min_length=1, max_length=16)]
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -100,7 +110,7 @@ class LoginResult(Response):
 
 class PasswordChange(Request):
     old_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 # ---------------------------------------------------------------------------- reset
@@ -130,7 +140,7 @@ class ResetSend(Request):
 class ResetComplete(Request):
     reset_id: ShortText
     code: Annotated[str, StringConstraints(min_length=1, max_length=16)]
-    new_password: Password
+    new_password: NewPassword
 
 
 # ---------------------------------------------------------------------------- profile

@@ -96,6 +96,17 @@ def profile_problems(phone: str | None, email: str | None) -> list[ProfileProble
     return [p for p in (phone_problem(phone), email_problem(email)) if p]
 
 
+# ---------------------------------------------------------------------------- text
+def printable_only(text: str, keep: str = "") -> str:
+    """``text`` without what no keyboard types: control, format (bidi overrides,
+    zero-width) and unassigned characters; those in ``keep`` stay."""
+    return "".join(c for c in text if c.isprintable() or c in keep)
+
+
+def is_typeable(text: str) -> bool:
+    return printable_only(text) == text
+
+
 # ---------------------------------------------------------------------------- passwords
 PASSWORD_MIN, PASSWORD_MAX = 8, 32
 PASSWORD_FIELD_MAX = 128

@@ -106,6 +106,17 @@ class CaptchaForm(EpayScreen):
         self.captcha_id = None
         self.call_api(lambda api: api.new_captcha(), self.show_captcha, group="captcha")
 
+    def filled(self, *field_ids: str, missing: str = "login.missing") -> bool:
+        """Every field holds something; else say ``missing`` and focus the first empty
+        one. Check before :meth:`take_captcha`, so an empty field spends no captcha."""
+        for field_id in (*field_ids, "captcha"):
+            field = self.query_one(f"#{field_id}", Input)
+            if not field.value.strip():
+                self.say(missing, severity="error")
+                field.focus()
+                return False
+        return True
+
     def take_captcha(self) -> tuple[str, str] | None:
         """``(captcha_id, answer)`` for one attempt; the captcha is spent either way."""
         answer = self.query_one("#captcha", Input).value.strip()

@@ -81,12 +81,8 @@ class LoginScreen(CaptchaForm):
     def submit(self) -> None:
         username = self.query_one("#username", Input).value.strip()
         password = self.query_one("#password", Input).value
-        answer = self.query_one("#captcha", Input).value.strip()
-        for field, value in (("username", username), ("password", password), ("captcha", answer)):
-            if not value:
-                self.say("login.missing", severity="error")
-                self.query_one(f"#{field}", Input).focus()
-                return
+        if not self.filled("username", "password"):
+            return
         captcha = self.take_captcha()
         if captcha is None:  # still loading
             return

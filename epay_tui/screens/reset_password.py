@@ -90,12 +90,10 @@ class ResetPasswordScreen(CaptchaForm):
     @on(Input.Submitted, "#captcha")
     @on(TrButton.Pressed, "#next")
     def start(self) -> None:
-        values = {
-            f: self.query_one(f"#{f}", Input).value.strip() for f in ("username", "name", "id_card")
-        }
-        if not all(values.values()) or not self.query_one("#captcha", Input).value.strip():
-            self.say("reset.missing", severity="error")
+        fields = ("username", "name", "id_card")
+        if not self.filled(*fields, missing="reset.missing"):
             return
+        values = {f: self.query_one(f"#{f}", Input).value.strip() for f in fields}
         captcha = self.take_captcha()
         if captcha is None:
             return

@@ -126,9 +126,10 @@ class StaffLoginScreen(CaptchaForm):
     def submit(self) -> None:
         username = self.query_one("#username", Input).value.strip()
         password = self.query_one("#password", Input).value
+        if not self.filled("username", "password"):
+            return
         captcha = self.take_captcha()
-        if not (username and password) or captcha is None:
-            self.say("login.missing", severity="error")
+        if captcha is None:  # still loading
             return
         remember = self.query_one("#remember", Checkbox).value
         self.call_api(

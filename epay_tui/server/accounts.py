@@ -92,6 +92,14 @@ def _locked_error(backend: Backend, until: float) -> errors.AccountLocked:
     return errors.AccountLocked(locked_until=backend.time.at(until).isoformat())
 
 
+def audit_name(backend: Backend, username: str, known: bool) -> str:
+    """A username as the audit log keeps it: an unknown one (perhaps a password typed
+    into 学号) only as a keyed digest, so repeats of one wrong name still group."""
+    if known:
+        return username
+    return "?" + security.keyed_digest(backend.code_secret, f"audit-name:{username}")[:12]
+
+
 def check_password(backend: Backend, username: str, password: str, where: str) -> sqlite3.Row:
     """Verify a password the way login does: lockout, failure count, same cost if unknown.
 
@@ -122,10 +130,11 @@ def check_password(backend: Backend, username: str, password: str, where: str) -
                 (until, username),
             )
             conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+    who = audit_name(backend, username, known=user is not None)
     if count >= limit:
-        backend.audit(username, "account.locked", username, {"where": where})
+        backend.audit(who, "account.locked", who, {"where": where})
         raise _locked_error(backend, until)
-    backend.audit(username, "password.failed", username, {"where": where})
+    backend.audit(who, "password.failed", who, {"where": where})
     raise errors.BadCredentials(attempts_left=limit - count)
 
 
@@ -282,7 +291,8 @@ def reset_start(backend: Backend, body: models.ResetStart) -> models.ResetStarte
                 ),
             )
     if mismatch:
-        backend.audit(body.username, "reset.mismatch", body.username)
+        who = audit_name(backend, body.username, known=user is not None)
+        backend.audit(who, "reset.mismatch", who)
         raise errors.ResetIdentityMismatch()
     backend.audit(body.username, "reset.started", body.username)
     return models.ResetStarted(reset_id=reset_id, channels=channels)
