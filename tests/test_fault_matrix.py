@@ -55,6 +55,7 @@ from tests.payment_flows import (
 from tests.pilot_helpers import message, screen_text, title, until
 
 BUSY = "网络繁忙，请稍后重试"
+RETRYING = "网络繁忙，正在自动重试；二维码仍然有效"  # 扫码支付 polls again by itself
 ORDERS = r"/api/v1/orders"
 PAY = r"/api/v1/orders/\d+/pay"
 CLAIM = r"/api/v1/orders/\d+/claim-paid"
@@ -212,11 +213,13 @@ async def on_confirm(pilot: Pilot, backend: RevivableBackend, password: str) -> 
 
 
 async def busy_on(pilot: Pilot, screen: type) -> None:
+    """网络繁忙 on ``screen``: 扫码支付 adds that it retries by itself, the rest ask to."""
     app = pilot.app
+    words = RETRYING if screen is PayScreen else BUSY
     await until(
         pilot,
-        lambda: isinstance(app.screen, screen) and message(app) == BUSY,
-        what=f"{BUSY} on {screen.__name__}",
+        lambda: isinstance(app.screen, screen) and message(app) == words,
+        what=f"{words} on {screen.__name__}",
     )
 
 
@@ -330,7 +333,7 @@ async def test_backend_stops_after_payment_with_the_notify_lost_then_i_have_paid
         await phone.sandbox_pay(pay.qr_url, "success", notify="drop")
         await ui_server.stop()
         await pilot.press("y", "enter")  # 我已支付 → 确认
-        await busy_on(pilot, PayScreen)
+        await until(pilot, lambda: message(app) == BUSY, what="我已支付 unanswered: try again")
         assert title(app) == "扫码支付"
         await ui_server.start()
         assert order_row(ui_server, number)["status"] == "open"

@@ -327,6 +327,32 @@ def test_pay_qr(snap_compare, make_ui_app, ui_server, zhang_password, lang):
 
 
 @LANGS
+def test_pay_backend_gone(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """The backend stops under 扫码支付: 网络繁忙, retrying by itself; the QR stays (valid)."""
+
+    async def run_before(pilot):
+        await to_pay(pilot, ui_server, zhang_password)
+        await asyncio.to_thread(ui_server.stop)
+        await until(pilot, lambda: pilot.app.screen.message.key == "pay.retrying", what="重试")
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_confirm_order_backend_gone(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """提交支付 with the backend stopped: 网络繁忙, still on 确认订单 to try again."""
+
+    async def run_before(pilot):
+        await fees_for(pilot, ui_server, zhang_password)
+        await to_confirm(pilot)
+        await asyncio.to_thread(ui_server.stop)
+        await pilot.press("enter")
+        await until(pilot, lambda: pilot.app.screen.message.key == "app.busy", what="网络繁忙")
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
 def test_pay_qr_terminal_too_small(snap_compare, make_ui_app, ui_server, zhang_password, lang):
     """60x20: no QR a phone could not read, a sentence asking for a larger terminal."""
 

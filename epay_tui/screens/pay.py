@@ -184,6 +184,12 @@ class PayScreen(EpayScreen):
             except errors.Unauthenticated:
                 await self.epay.end_session("error.UNAUTHENTICATED", "error")
                 return
+            except errors.TransportError:  # it tries again by itself: nothing to do
+                failure = "pay.retrying"
+                if self.message.key in ("", failure):  # an action's own words stay
+                    self.say(failure, severity="error")
+                await asyncio.sleep(FOLLOW_RETRY_SECONDS)
+                continue
             except errors.ApiError as exc:
                 self.show_error(exc)
                 failure = self.message.key
