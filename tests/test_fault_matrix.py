@@ -55,7 +55,7 @@ from tests.payment_flows import (
 from tests.pilot_helpers import message, screen_text, title, until
 
 BUSY = "网络繁忙，请稍后重试"
-RETRYING = "网络繁忙，正在自动重试；二维码仍然有效"  # 扫码支付 polls again by itself
+RETRYING = "网络繁忙，自动重试中；二维码仍有效"  # 扫码支付 polls again by itself
 ORDERS = r"/api/v1/orders"
 PAY = r"/api/v1/orders/\d+/pay"
 CLAIM = r"/api/v1/orders/\d+/claim-paid"

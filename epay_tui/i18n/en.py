@@ -160,7 +160,7 @@ MESSAGES: dict[str, str] = {
     "pay.success": "Receipt {receipt_no}\nTransaction {transaction_id}\nPaid at {paid_at}\nThe e-receipt went to your phone and e-mail",
     "pay.closed": "The order is closed and its fees released: go back and select again",
     "pay.do_not_pay_again": "First check in your payment app whether the money has left your account. If it has, do NOT submit the payment again, or you will pay twice. The finance office will reconcile with the bank and update the payment.",
-    "pay.retrying": "Network busy, retrying by itself; the QR code is still valid",
+    "pay.retrying": "Network busy, retrying; the QR code stays valid",
     "pay.in_progress": "This payment is being processed: it cannot be cancelled or switched. Do not pay again; the result will show here",
     "pay.claim": "I have paid",
     "pay.change": "Change channel",

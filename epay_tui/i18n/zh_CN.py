@@ -160,7 +160,7 @@ MESSAGES: dict[str, str] = {
     "pay.success": "票据号 {receipt_no}\n交易号 {transaction_id}\n支付时间 {paid_at}\n电子票据已发送到手机和邮箱",
     "pay.closed": "订单已关闭，费用项已释放，可返回重新选择",
     "pay.do_not_pay_again": "请先确认支付软件是否已经扣款，如果确认已经扣款，请不要再次“提交支付”付款，以免重复缴费。后续财务处会与银行对账，更新支付信息。",
-    "pay.retrying": "网络繁忙，正在自动重试；二维码仍然有效",
+    "pay.retrying": "网络繁忙，自动重试中；二维码仍有效",
     "pay.in_progress": "这笔支付正在处理中，不能取消或更换支付方式，请勿重复支付；结果会自动更新",
     "pay.claim": "我已支付",
     "pay.change": "更换支付方式",
