@@ -117,6 +117,17 @@ class CaptchaForm(EpayScreen):
                 return False
         return True
 
+    def credentials(self) -> tuple[str, str, str, str] | None:
+        """``(username, password, captcha_id, answer)`` for one login attempt; None after
+        saying what is missing (then no captcha is spent) or while the captcha loads."""
+        if not self.filled("username", "password"):
+            return None
+        captcha = self.take_captcha()
+        if captcha is None:
+            return None
+        username = self.query_one("#username", Input).value.strip()
+        return username, self.query_one("#password", Input).value, *captcha
+
     def take_captcha(self) -> tuple[str, str] | None:
         """``(captcha_id, answer)`` for one attempt; the captcha is spent either way."""
         answer = self.query_one("#captcha", Input).value.strip()

@@ -79,14 +79,10 @@ class LoginScreen(CaptchaForm):
     @on(Input.Submitted, "#captcha")
     @on(TrButton.Pressed, "#login")
     def submit(self) -> None:
-        username = self.query_one("#username", Input).value.strip()
-        password = self.query_one("#password", Input).value
-        if not self.filled("username", "password"):
+        attempt = self.credentials()
+        if attempt is None:
             return
-        captcha = self.take_captcha()
-        if captcha is None:  # still loading
-            return
-        captcha_id, answer = captcha
+        username, password, captcha_id, answer = attempt
         self.say("login.working")
         self.call_api(
             lambda api: api.login(username, password, captcha_id, answer),

@@ -124,16 +124,13 @@ class StaffLoginScreen(CaptchaForm):
     @on(Input.Submitted, "#captcha")
     @on(TrButton.Pressed, "#login")
     def submit(self) -> None:
-        username = self.query_one("#username", Input).value.strip()
-        password = self.query_one("#password", Input).value
-        if not self.filled("username", "password"):
+        attempt = self.credentials()
+        if attempt is None:
             return
-        captcha = self.take_captcha()
-        if captcha is None:  # still loading
-            return
+        username, password, captcha_id, answer = attempt
         remember = self.query_one("#remember", Checkbox).value
         self.call_api(
-            lambda api: api.login(username, password, *captcha),
+            lambda api: api.login(username, password, captcha_id, answer),
             lambda result: self._logged_in(result, username, remember),
             failed=self._failed,
             group="staff-login",
