@@ -20,11 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ZHANG
+from tests.conftest import NEW_ZHANG, ZHANG
 
 STARTUP_TIMEOUT = 30.0
 EXIT_TIMEOUT = 20.0
-ZHANG_NEW_PASSWORD = "Zhangwei2026x"
 ALWAYS_OPEN = ("--payment-hours", "00:00-24:00")
 
 
@@ -211,7 +210,7 @@ def test_restart_on_the_same_db_keeps_orders_sessions_and_passwords(launch, tmp_
         auth = {"Authorization": f"Bearer {login.json()['token']}"}
         changed = http.post(
             "/api/v1/auth/password",
-            json={"old_password": ZHANG[1], "new_password": ZHANG_NEW_PASSWORD},
+            json={"old_password": ZHANG[1], "new_password": NEW_ZHANG},
             headers=auth,
         )
         assert changed.status_code == 204, changed.text
@@ -241,7 +240,7 @@ def test_restart_on_the_same_db_keeps_orders_sessions_and_passwords(launch, tmp_
         listed = http.get("/api/v1/orders", headers=auth).json()["orders"]
         assert [o["order_no"] for o in listed] == [order["order_no"]]
         # Not re-seeded: the changed password still works, the initial one does not.
-        relogin = log_in(http, ZHANG[0], ZHANG_NEW_PASSWORD)
+        relogin = log_in(http, ZHANG[0], NEW_ZHANG)
         assert relogin.status_code == 200, relogin.text
         assert relogin.json()["must_change_password"] is False
         assert_error(log_in(http, *ZHANG), 401, "BAD_CREDENTIALS")

@@ -31,9 +31,8 @@ import pytest
 from fastapi.routing import iter_route_contexts
 
 from epay_tui.server.routes import sandbox
-from tests.conftest import STAFF, ZHANG
+from tests.conftest import NEW_ZHANG, STAFF, ZHANG
 
-ZHANG_NEW_PASSWORD = "Zhangwei2026x"
 ONE_MIB = 1 << 20
 CONCURRENCY = 32
 TIME_BUDGET_SECONDS = 20.0
@@ -515,7 +514,7 @@ async def run_actor(server, actor_name: str) -> tuple[list[str], int]:
     async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
         actor = {
             "anonymous": lambda: Actor(http, "anonymous"),
-            "student": lambda: Actor(http, "student ZHANG", ZHANG, ZHANG_NEW_PASSWORD),
+            "student": lambda: Actor(http, "student ZHANG", ZHANG, NEW_ZHANG),
             "staff": lambda: Actor(http, "staff", STAFF),
         }[actor_name]()
         await actor.log_in()

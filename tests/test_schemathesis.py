@@ -31,9 +31,8 @@ from schemathesis.specs.openapi.checks import (
 from epay_tui.api.rules import parse_payment_hours
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
-from tests.conftest import ZHANG
+from tests.conftest import NEW_ZHANG, ZHANG
 
-ZHANG_NEW_PASSWORD = "Zhangwei2026x"
 EXAMPLES_PER_OPERATION = 15
 
 
@@ -101,7 +100,7 @@ class StudentSession:
         token = self._log_in(ZHANG[1])
         changed = self.http.post(
             "/api/v1/auth/password",
-            json={"old_password": ZHANG[1], "new_password": ZHANG_NEW_PASSWORD},
+            json={"old_password": ZHANG[1], "new_password": NEW_ZHANG},
             headers={"Authorization": f"Bearer {token}"},
         )
         assert changed.status_code == 204, changed.text
@@ -110,7 +109,7 @@ class StudentSession:
     def headers(self) -> dict[str, str]:
         if self.token is None or self.failed_passwords >= 3:
             # A correct password also resets the failure count, long before the 5th.
-            self.token = self._log_in(ZHANG_NEW_PASSWORD)
+            self.token = self._log_in(NEW_ZHANG)
             self.failed_passwords = 0
         return {"Authorization": f"Bearer {self.token}"}
 

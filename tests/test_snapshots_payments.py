@@ -26,28 +26,25 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.worker import WorkerState
 
 from epay_tui.api.client import ApiClient, new_idempotency_key
 from epay_tui.api.clock import ManualClock
-from epay_tui.screens.change_password import ChangePasswordScreen
 from epay_tui.screens.confirm_order import ConfirmOrderScreen
 from epay_tui.screens.dialog import Choice
 from epay_tui.screens.fees import FeesScreen
-from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.orders import OrdersScreen
 from epay_tui.screens.pay import PayScreen
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
-from tests.conftest import SCHOOL_TZ, ZHANG, solve_login, ui_config
-from tests.pilot_helpers import answer_for, until
+from tests.conftest import NEW_ZHANG, SCHOOL_TZ, ZHANG, solve_login, ui_config
+from tests.payment_flows import busy, log_in, open_fees, settle
+from tests.pilot_helpers import until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
 SMALL = (60, 20)
 PUBLIC_URL = "http://127.0.0.1:8000"
-NEW_ZHANG = "Zhangwei2026x"
 
 RunBefore = Callable[[Pilot], Awaitable[None]]
 
@@ -107,60 +104,15 @@ def zhang_password(ui_server: BackgroundServer) -> str:
     return NEW_ZHANG
 
 
-# ---------------------------------------------------------------------------- waiting
-def busy(app: Any) -> list[str]:
-    """Workers still running, but the pay screen's long poll (it never ends while open)."""
-    return [
-        f"{w.group}:{w.name}"
-        for w in app.workers
-        if w.state in (WorkerState.PENDING, WorkerState.RUNNING) and w.group != "follow"
-    ]
-
-
-async def settle(pilot: Pilot) -> None:
-    """Every worker but the long poll has finished; the screen repainted."""
-    await until(pilot, lambda: not busy(pilot.app), what="workers settle")
-    await pilot.pause()
-
-
 def on(screen_type: type, app: Any) -> bool:
     return isinstance(app.screen, screen_type)
 
 
 # ---------------------------------------------------------------------------- flows
-async def log_in(pilot: Pilot, server: BackgroundServer, password: str) -> None:
-    """张伟 from the login screen to the menu."""
-    app = pilot.app
-    await until(
-        pilot,
-        lambda: on(LoginScreen, app) and app.screen.captcha_id is not None,
-        what="login screen with a captcha",
-    )
-    answer = answer_for(server, app.screen.captcha_id)
-    await pilot.press(*ZHANG[0], "tab", *password, "tab", *answer, "enter")
-    await until(
-        pilot,
-        lambda: (
-            app.session is not None
-            and app.session.looked_for_open_orders
-            and not on(LoginScreen | ChangePasswordScreen, app)
-            and not busy(app)
-        ),
-        what="logged in",
-    )
-    await pilot.pause()
-    assert on(MenuScreen, app), type(app.screen).__name__
-
-
-async def open_fees(pilot: Pilot) -> None:
-    app = pilot.app
-    await pilot.press("1")
-    await until(pilot, lambda: on(FeesScreen, app) and app.screen.fees is not None, what="自助缴费")
-    await settle(pilot)
-
-
 async def fees_for(pilot: Pilot, server: BackgroundServer, password: str) -> None:
-    await log_in(pilot, server, password)
+    """张伟 from the login screen to 自助缴费."""
+    await log_in(pilot, server, ZHANG[0], password)
+    assert on(MenuScreen, pilot.app), type(pilot.app.screen).__name__
     await open_fees(pilot)
 
 
@@ -253,7 +205,7 @@ def test_fees_mixed_receipt_dialog(snap_compare, make_ui_app, ui_server, zhang_p
 
 async def ordered_elsewhere(pilot: Pilot, server: BackgroundServer, password: str) -> None:
     """Logged in here; meanwhile another device orders 学费 and 住宿费; then 自助缴费."""
-    await log_in(pilot, server, password)
+    await log_in(pilot, server, ZHANG[0], password)
     async with ApiClient(server.url) as device:
         await solve_login(device, ZHANG[0], password)
         current = (await device.fees()).tags[0]

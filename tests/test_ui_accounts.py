@@ -34,11 +34,10 @@ from epay_tui.widgets.captcha import CaptchaImage
 from epay_tui.widgets.checklist import PasswordChecklist
 from epay_tui.widgets.chrome import AppHeader
 from epay_tui.widgets.texts import Tr, TrButton
-from tests.conftest import CHEN, LI, WANG, ZHANG, latest_captcha_answer, solve_login
+from tests.conftest import CHEN, LI, NEW_ZHANG, WANG, ZHANG, latest_captcha_answer, solve_login
 from tests.pilot_helpers import answer_for, message, plain, screen_text, title
 
 SIZE = (80, 24)  # ui.md: no screen needs more
-NEW_ZHANG = "Zhangwei2026x"
 ZHANG_ID_CARD = "320402200603152018"
 LI_ID_CARD = "320411200511083429"
 
