@@ -1,0 +1,27 @@
+"""The load benchmark's smoke run, so the script the README's figures come from keeps
+working: a small fleet and two levels against a backend process, no call failing, the
+invariants holding in the database afterwards. Timings are printed, never asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_load_benchmark_quick_run_has_no_errors_and_the_invariants_hold(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "load.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = done.stdout
+    assert "| payers | req/s |" in report  # the table the README quotes
+    assert "\nerrors: 0\n" in report
+    assert "\ninvariants: hold" in report
+    assert "0 unfinished" in report
