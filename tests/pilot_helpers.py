@@ -26,20 +26,24 @@ async def until(
 ) -> None:
     """Yield to the app 0.05 s at a time until ``condition()`` holds, or fail saying what.
 
-    A screen still composing (a query that finds nothing yet) counts as "not yet".
+    A screen still composing (a query that finds nothing yet) or not yet the one the
+    condition reads (an attribute it lacks) counts as "not yet"; the last such error is
+    named if the wait fails.
     """
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while True:
         try:
             if condition():
                 return
-        except NoMatches:
-            pass
+        except (NoMatches, AttributeError) as exc:
+            last = exc
         if time.monotonic() > deadline:
             app = pilot.app
             raise AssertionError(
                 f"never reached: {what}; screen {type(app.screen).__name__}, "
                 f"focus {getattr(app.focused, 'id', None)!r}"
+                + (f"; last: {type(last).__name__}: {last}" if last else "")
             )
         await pilot.pause(0.05)
 

@@ -11,7 +11,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +34,7 @@ from epay_tui.widgets.checklist import PasswordChecklist
 from epay_tui.widgets.chrome import AppHeader
 from epay_tui.widgets.texts import Tr, TrButton
 from tests.conftest import CHEN, LI, NEW_ZHANG, WANG, ZHANG, latest_captcha_answer, solve_login
-from tests.pilot_helpers import answer_for, message, plain, screen_text, title
+from tests.pilot_helpers import answer_for, message, plain, screen_text, title, until
 
 SIZE = (80, 24)  # ui.md: no screen needs more
 ZHANG_ID_CARD = "320402200603152018"
@@ -52,15 +51,6 @@ async def settle(pilot: Pilot) -> None:
         if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
             return
     raise AssertionError("workers never settled")
-
-
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Yield to the app until ``condition`` holds (for a worker that never ends)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause()
 
 
 def header(app: Any) -> str:
@@ -825,7 +815,7 @@ async def test_unreachable_backend_says_busy_then_retries_on_a_key(clock, monkey
     backend: BackgroundServer | None = None
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_until(pilot, lambda: "网络繁忙" in message(app))
+            await until(pilot, lambda: "网络繁忙" in message(app), "网络繁忙")
             assert message(app).startswith("网络繁忙")
             assert isinstance(app.screen, LoginScreen)
             assert not app.screen.query_one(CaptchaImage).has_image
@@ -837,7 +827,7 @@ async def test_unreachable_backend_says_busy_then_retries_on_a_key(clock, monkey
                 ServerConfig(port=port, demo_data=True, dev_hooks=True), clock
             ).start()
             await pilot.press(key)  # "any key retries now"
-            await wait_until(pilot, lambda: app.screen.captcha_id is not None, timeout=5)
+            await until(pilot, lambda: app.screen.captcha_id is not None, "a captcha", timeout=5)
             await settle(pilot)
             assert app.screen.query_one(CaptchaImage).has_image
             assert message(app) == ""

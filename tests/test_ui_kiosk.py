@@ -6,6 +6,7 @@ from textual.widgets import Input
 
 from epay_tui.api.client import ApiClient
 from epay_tui.api.kdf import hash_password
+from epay_tui.screens.fees import FeesScreen
 from epay_tui.screens.kiosk import IdleCountdown, StaffPin
 from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
@@ -188,7 +189,11 @@ async def test_nothing_about_the_student_is_written_to_disk_or_keyring(
         async with app.run_test(size=(80, 24)) as pilot:
             await log_in_chen(app, pilot, ui_server)
             await pilot.press("1")
-            await until(pilot, lambda: app.screen.fees is not None, "fees")
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, FeesScreen) and app.screen.fees is not None,
+                "fees",
+            )
             await pilot.press("escape", "3")
             await until(pilot, lambda: "身份证号" in visible_text(app), "profile")
             clock.advance(61)
