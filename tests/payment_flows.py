@@ -27,6 +27,7 @@ from epay_tui.screens.pay import PayScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import TrButton
+from tests.conftest import ZHANG
 from tests.invariants import rows
 from tests.pilot_helpers import answer_for, plain, shown, title, until
 
@@ -279,3 +280,10 @@ async def paid_on_screen(pilot: Pilot) -> None:
         lambda: isinstance(app.screen, PayScreen) and title(app) == "支付成功",
         what="支付成功",
     )
+
+
+async def zhang_on_pay_screen(pilot: Pilot, server: BackgroundServer, password: str) -> PayScreen:
+    """张伟 logs in, 自助缴费, 全选, 确认订单, 提交支付 (微信支付): 扫码支付 with its QR."""
+    await log_in(pilot, server, ZHANG[0], password)
+    await open_fees(pilot)
+    return await pay_screen_for(pilot)

@@ -48,9 +48,9 @@ from tests.payment_flows import (
     order_row,
     orders_of,
     paid_on_screen,
-    pay_screen_for,
     qr_widget,
     submit,
+    zhang_on_pay_screen,
 )
 from tests.pilot_helpers import message, screen_text, title, until
 
@@ -431,16 +431,10 @@ async def test_i_have_paid_served_but_its_answer_lost(
 
 
 # ============================================================================ notifies
-async def pay_screen(pilot: Pilot, backend: RevivableBackend, password: str) -> PayScreen:
-    await log_in(pilot, backend, ZHANG[0], password)
-    await open_fees(pilot)
-    return await pay_screen_for(pilot)
-
-
 async def test_notify_dropped_and_nobody_says_paid(kiosk, ui_server, zhang_changed, phone, clock):
     app = kiosk()
     async with app.run_test(size=SIZE) as pilot:
-        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         await phone.sandbox_pay(pay.qr_url, "success", notify="drop")
         clock.set(pay.order.expires_at)  # at expiry the backend asks the gateway first
@@ -450,7 +444,7 @@ async def test_notify_dropped_and_nobody_says_paid(kiosk, ui_server, zhang_chang
 async def test_notify_duplicated(kiosk, ui_server, zhang_changed, phone):
     app = kiosk()
     async with app.run_test(size=SIZE) as pilot:
-        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         await phone.sandbox_pay(pay.qr_url, "success", notify="duplicate")
         await paid_once(pilot, ui_server, number)
@@ -465,7 +459,7 @@ async def test_notify_duplicated(kiosk, ui_server, zhang_changed, phone):
 async def test_notify_delayed_past_expiry(kiosk, ui_server, zhang_changed, phone, clock):
     app = kiosk()
     async with app.run_test(size=SIZE) as pilot:
-        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         ttl = (pay.order.expires_at - clock.now()).total_seconds()
         await phone.sandbox_pay(pay.qr_url, "success", notify="delay", delay_seconds=int(ttl) + 60)
@@ -495,7 +489,7 @@ async def test_notify_unanswered_is_sent_again(
 ):
     app = kiosk()
     async with app.run_test(size=SIZE) as pilot:
-        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         backend = ui_server.backend
         reachable, backend.internal_url = backend.internal_url, refusing_port
@@ -550,7 +544,7 @@ async def test_forged_notify_pays_nothing(
 ):
     app = kiosk()
     async with app.run_test(size=SIZE) as pilot:
-        pay = await pay_screen(pilot, ui_server, zhang_changed)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         await phone.sandbox_pay(pay.qr_url, "success", notify="drop")  # a trade to imitate
         if forgery == "bad-signature":

@@ -67,6 +67,7 @@ from tests.payment_flows import (
     settle,
     submit,
     total,
+    zhang_on_pay_screen,
 )
 from tests.pilot_helpers import message, plain, screen_text, shown, title, until
 
@@ -346,9 +347,7 @@ async def test_a_stray_enter_on_a_fresh_pay_screen_asks_nothing(
     has not paid yet)."""
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
-        await open_fees(pilot)
-        pay = await pay_screen_for(pilot)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         await settle(pilot)
         await pilot.press("enter")
         await settle(pilot)
@@ -433,9 +432,7 @@ async def test_an_expired_order_closes_and_frees_its_items(
 ):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
-        await open_fees(pilot)
-        pay = await pay_screen_for(pilot)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         assert shown(app, "#countdown") == "剩余支付时间 1:00"
         assert fee_states(ui_server, ZHANG[0])["学费"] == "in_order"
@@ -464,9 +461,7 @@ async def test_dropped_notify_then_claim_paid_shows_success(
 ):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
-        await open_fees(pilot)
-        pay = await pay_screen_for(pilot)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         result = await phone.sandbox_pay(pay.qr_url, "success", notify="drop")
         assert result.trade_state == "SUCCESS"
@@ -486,9 +481,7 @@ async def test_slow_payment_claimed_waits_then_settles_by_itself(
 ):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
-        await open_fees(pilot)
-        pay = await pay_screen_for(pilot)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         result = await phone.sandbox_pay(pay.qr_url, "slow", delay_seconds=30)
         assert result.trade_state == "NOTPAY"
@@ -520,9 +513,7 @@ async def test_awaiting_confirmation_shows_in_orders_and_fees(
 ):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
-        await open_fees(pilot)
-        pay = await pay_screen_for(pilot)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         await phone.sandbox_pay(pay.qr_url, "slow", delay_seconds=30)
         await pilot.press("y")
@@ -554,9 +545,7 @@ async def test_switching_channel_gives_a_new_qr_and_closes_the_old_page(
 ):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
-        await open_fees(pilot)
-        pay = await pay_screen_for(pilot)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number, old_url = pay.order.order_no, pay.qr_url
         assert shown(app, "#pay-channel") == "请用 微信支付 扫码"
         await pilot.press("c")
@@ -585,9 +574,7 @@ async def test_switching_channel_gives_a_new_qr_and_closes_the_old_page(
 async def test_cancel_closes_the_order_and_frees_the_items(make_ui_app, ui_server, zhang_changed):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
-        await open_fees(pilot)
-        pay = await pay_screen_for(pilot)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, Choice), what="cancel question")
@@ -614,9 +601,7 @@ async def test_cancel_during_a_slow_payment_says_in_progress_and_keeps_the_order
 ):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
-        await open_fees(pilot)
-        pay = await pay_screen_for(pilot)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
         await phone.sandbox_pay(pay.qr_url, "slow", delay_seconds=60)
         await pilot.press("x")
@@ -676,9 +661,7 @@ async def test_an_unfinished_order_opens_by_itself_after_a_crash(
 ):
     first = make_ui_app()
     async with first.run_test(size=SIZE) as pilot:
-        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
-        await open_fees(pilot)
-        pay = await pay_screen_for(pilot)
+        pay = await zhang_on_pay_screen(pilot, ui_server, zhang_changed)
         number = pay.order.order_no
     assert order_row(ui_server, number)["status"] == "open"
 
