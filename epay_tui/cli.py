@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,20 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--payment-hours", default="08:00-22:00", metavar="HH:MM-HH:MM")
     p.add_argument("--public-url", default=None, help="base URL a phone uses for pay links")
     p.add_argument("--dev-hooks", action="store_true", help="latest captcha and outbox (loopback)")
+    p.add_argument(
+        "--key-file",
+        default=None,
+        metavar="PATH",
+        help="notify and reset-code keys, 0600 (default: the database's name with .keys;"
+        " or set EPAY_NOTIFY_KEY and EPAY_RESET_CODE_KEY)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="open connections at once; more are closed (default 1000)",
+    )
 
 
 def serve_main(args: argparse.Namespace) -> int:
@@ -34,6 +49,10 @@ def serve_main(args: argparse.Namespace) -> int:
             payment_hours=parse_payment_hours(args.payment_hours),
             public_url=args.public_url,
             dev_hooks=args.dev_hooks,
+            key_file=args.key_file,
+            notify_key=os.environ.get("EPAY_NOTIFY_KEY") or None,
+            reset_code_key=os.environ.get("EPAY_RESET_CODE_KEY") or None,
+            max_connections=args.max_connections,
         )
         serve(config, announce=lambda line: print(line, flush=True))
     except (ValueError, OSError) as exc:
@@ -44,14 +63,17 @@ def serve_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_db_path() -> str:
-    from pathlib import Path
-
+def data_dir():
+    """The user's epay-tui data folder (database, keys, log), ``0700``."""
     from platformdirs import user_data_dir
 
-    folder = Path(user_data_dir("epay-tui"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder / "backend.sqlite3")
+    from epay_tui.files import private_dir
+
+    return private_dir(user_data_dir("epay-tui"), ours=True)
+
+
+def default_db_path() -> str:
+    return str(data_dir() / "backend.sqlite3")
 
 
 def _client_flags(parser: argparse.ArgumentParser) -> None:
@@ -113,13 +135,10 @@ def hash_pin() -> int:
 def log_to_file() -> None:
     """Logs go to a file in the data dir: never to the screen or stdout."""
     import logging
-    from pathlib import Path
 
-    from platformdirs import user_data_dir
+    from epay_tui.files import private_file
 
-    folder = Path(user_data_dir("epay-tui"))
-    folder.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(folder / "epay-tui.log", encoding="utf-8")
+    handler = logging.FileHandler(private_file(data_dir() / "epay-tui.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)

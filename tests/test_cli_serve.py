@@ -252,3 +252,48 @@ def test_restart_on_the_same_db_keeps_orders_sessions_and_passwords(launch, tmp_
         )
         assert replay.status_code == 201, replay.text
         assert replay.json()["order_no"] == order["order_no"]
+
+
+# ---------------------------------------------------------------------------- keys, connections
+KEY_HEX = "5a" * 32
+
+
+def test_one_key_from_the_environment_without_the_other_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("EPAY_NOTIFY_KEY", KEY_HEX)
+    monkeypatch.delenv("EPAY_RESET_CODE_KEY", raising=False)
+    done = refused(tmp_path)
+    assert done.returncode == 2
+    assert "EPAY_RESET_CODE_KEY" in done.stderr, done.stderr
+    assert KEY_HEX not in done.stderr + done.stdout  # a key is never echoed
+
+
+def test_keys_from_the_environment_leave_no_key_file(launch, tmp_path, monkeypatch):
+    monkeypatch.setenv("EPAY_NOTIFY_KEY", KEY_HEX)
+    monkeypatch.setenv("EPAY_RESET_CODE_KEY", "a5" * 32)
+    served, line = launch("--db", str(tmp_path / "db.sqlite3"))
+    assert KEY_HEX not in line
+    assert sorted(p.name for p in tmp_path.glob("*.keys")) == []
+    assert httpx.get(f"{served.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_key_file_others_can_read_stops_the_start(tmp_path):
+    keys = tmp_path / "db.keys"
+    keys.write_text(f'{{"notify": "{KEY_HEX}", "reset_code": "{KEY_HEX}"}}')
+    keys.chmod(0o644)
+    done = refused(tmp_path)
+    assert done.returncode == 2
+    assert "chmod 600" in done.stderr and str(keys) in done.stderr, done.stderr
+
+
+def test_a_key_file_elsewhere_is_used_and_made_private(launch, tmp_path):
+    keys = tmp_path / "secrets" / "epay.keys"
+    launch("--db", str(tmp_path / "db.sqlite3"), "--key-file", str(keys))
+    assert oct(keys.stat().st_mode & 0o777) == "0o600"
+    assert oct(keys.parent.stat().st_mode & 0o777) == "0o700"
+    assert not (tmp_path / "db.keys").exists()
+
+
+def test_a_connection_cap_below_one_is_refused(tmp_path):
+    done = refused(tmp_path, "--max-connections", "0")
+    assert done.returncode == 2
+    assert "--max-connections" in done.stderr, done.stderr

@@ -189,10 +189,11 @@ async def test_the_client_drops_an_idle_connection_long_before_the_server_does()
     """A request sent into a connection the server is just closing fails (the load
     benchmark met it at uvicorn's and httpx's equal 5 s defaults): the client's idle
     expiry must stay well under the backend's keep-alive."""
+    from epay_tui.server.config import ServerConfig
     from epay_tui.server.runner import KEEP_ALIVE_SECONDS, _uvicorn
 
     async with ApiClient("http://127.0.0.1:9") as api:
         pool = api._http._transport._pool  # httpx keeps the setting on its pool
         assert pool._keepalive_expiry == KEEPALIVE_SECONDS
-    assert _uvicorn(object(), access_log=False).config.timeout_keep_alive == KEEP_ALIVE_SECONDS
+    assert _uvicorn(object(), ServerConfig()).config.timeout_keep_alive == KEEP_ALIVE_SECONDS
     assert KEEPALIVE_SECONDS + 10 < KEEP_ALIVE_SECONDS

@@ -736,6 +736,25 @@ async def test_menu_keys_profile_password_and_logout(make_ui_app, ui_server):
 
 
 # ---------------------------------------------------------------------------- profile
+@pytest.mark.parametrize("digits", ["１３９０００００００２", "139٠٠٠٠٠٠٠٢"], ids=["fullwidth", "arabic"])
+async def test_profile_live_check_takes_ascii_digits_only(make_ui_app, ui_server, digits):
+    """The same rule as the backend's (api/rules.py): other digits are not a phone."""
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await log_in(pilot, ui_server, *LI)
+        await pilot.press("3")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ProfileScreen)
+        phone_problem = screen.query_one("#phone-problem", Tr)
+        await pilot.press("end", *["backspace"] * 7, *digits)
+        assert screen.query_one("#phone", Input).value == digits
+        assert plain(phone_problem.render()) == "手机号有误：11位，以13-19开头"
+        await pilot.press(*["backspace"] * 11, *"13900000002")
+        assert plain(phone_problem.render()) == "✓"
+
+
 async def test_profile_fix_needs_the_password_then_saves(make_ui_app, ui_server):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:

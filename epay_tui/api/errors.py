@@ -215,6 +215,11 @@ class AmountMismatch(BadRequest):
     default_message = "The amount does not match the order"
 
 
+class NotifyUnconfirmed(Conflict):
+    code = "NOTIFY_UNCONFIRMED"
+    default_message = "The gateway does not confirm this payment"
+
+
 class TradeClosed(Conflict):
     code = "TRADE_CLOSED"
     default_message = "This payment is closed"

@@ -69,7 +69,8 @@ def format_fen(fen: int) -> str:
 
 
 # ---------------------------------------------------------------------------- contacts
-PHONE_RE = re.compile(r"1[3-9]\d{9}")
+PHONE_RE = re.compile(r"1[3-9][0-9]{9}")
+r"""ASCII digits only: ``\d`` would also take Arabic-Indic or fullwidth digits."""
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(\.[A-Za-z0-9\-]{1,63})+")
 MAX_EMAIL_LENGTH = 254
 
@@ -77,7 +78,7 @@ ProfileProblem = Literal["PHONE_MISSING", "PHONE_INVALID", "EMAIL_MISSING", "EMA
 
 
 def phone_problem(phone: str | None) -> ProfileProblem | None:
-    """Mainland mobile: 11 digits starting 1[3-9]."""
+    """Mainland mobile: 11 ASCII digits starting 1[3-9]."""
     if not phone:
         return "PHONE_MISSING"
     return None if PHONE_RE.fullmatch(phone) else "PHONE_INVALID"
@@ -125,7 +126,7 @@ PasswordReason = Literal[
 PASSWORD_REASONS: tuple[PasswordReason, ...] = PasswordReason.__args__  # type: ignore[attr-defined]
 
 INITIAL_SUFFIX = "Czgc"
-_INITIAL_RE = re.compile(r"\d{5}[\dXx](?i:czgc)")
+_INITIAL_RE = re.compile(r"[0-9]{5}[0-9Xx](?i:czgc)")
 
 
 def initial_password(id_card_no: str) -> str:
@@ -191,7 +192,7 @@ def password_problems(
         reasons.append("TOO_LONG")
     if not any(c.isascii() and c.isalpha() for c in password):
         reasons.append("NEEDS_LETTER")
-    if not any(c.isdigit() for c in password):
+    if not any(c.isascii() and c.isdigit() for c in password):
         reasons.append("NEEDS_DIGIT")
     if username and username.lower() in password.lower():
         reasons.append("CONTAINS_USERNAME")
@@ -227,7 +228,7 @@ class PaymentHours(NamedTuple):
         return f"{self.opens}-{self.closes}"
 
 
-_HHMM_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d|24:00")
+_HHMM_RE = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]|24:00")
 
 
 def _minutes(hhmm: str) -> int:

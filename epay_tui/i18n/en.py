@@ -268,6 +268,7 @@ MESSAGES: dict[str, str] = {
     "audit.staff.unlock": "Unlocked by staff",
     "audit.staff.query": "Payment queried",
     "audit.staff.reconcile": "Reconciled",
+    "audit.notify.unconfirmed": "Payment notice not confirmed by the gateway",
     "help.staff_login": "Helpdesk account login. Remember me keeps the login in the system keyring (never in a file when no secure keyring exists).",
     "help.helpdesk": "Type a student number or name and press Enter; Enter opens a student. Student page: F3 reset password, F4 unlock, F7 query the selected order's payment. Home: F5 reconcile, F6 audit log, F9 log out. Each action asks first.",
     # errors
@@ -307,6 +308,7 @@ MESSAGES: dict[str, str] = {
     "error.PAYLOAD_TOO_LARGE": "Something you entered is too long",
     "error.BAD_SIGNATURE": "The payment result could not be verified: ask the helpdesk",
     "error.AMOUNT_MISMATCH": "The paid amount does not match the order: ask the helpdesk",
+    "error.NOTIFY_UNCONFIRMED": "The payment channel does not confirm this payment: ask the helpdesk",
     "error.TRADE_CLOSED": "This payment is closed",
     "error.TRADE_PAID": "This payment is already made",
     "error.TRADE_NOT_FOUND": "No such payment",

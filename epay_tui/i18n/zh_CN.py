@@ -268,6 +268,7 @@ MESSAGES: dict[str, str] = {
     "audit.staff.unlock": "解除锁定",
     "audit.staff.query": "查询支付结果",
     "audit.staff.reconcile": "对账",
+    "audit.notify.unconfirmed": "支付通知未获渠道确认",
     "help.staff_login": "服务台账号登录。勾选“记住我”会把登录保存在系统钥匙串（没有安全钥匙串时不会保存到文件）。",
     "help.helpdesk": "输入学号或姓名后按 Enter 查找，Enter 打开学生。学生页：F3 重置密码，F4 解除锁定，F7 查询所选订单的支付结果。首页：F5 对账，F6 审计日志，F9 退出登录。每个操作都要确认。",
     # errors (the server's codes)
@@ -305,6 +306,7 @@ MESSAGES: dict[str, str] = {
     "error.PAYLOAD_TOO_LARGE": "填写的内容太长，请检查",
     "error.BAD_SIGNATURE": "支付结果校验未通过，请到服务台咨询",
     "error.AMOUNT_MISMATCH": "支付金额与订单不符，请到服务台咨询",
+    "error.NOTIFY_UNCONFIRMED": "支付渠道未确认这笔支付，请到服务台咨询",
     "error.TRADE_CLOSED": "这笔支付已关闭",
     "error.TRADE_PAID": "这笔支付已完成",
     "error.TRADE_NOT_FOUND": "没有找到这笔支付",

@@ -18,6 +18,9 @@ RESEND_AFTER = 60
 WRONG_CODES_VOID = 5
 MISMATCH_WINDOW = 15 * 60
 MISMATCH_LIMIT = 5
+CODES_PER_WINDOW = 5
+CODE_WINDOW = 60 * 60
+"""At most this many reset codes go to one username's phone and e-mail in an hour."""
 
 
 @dataclass(frozen=True)
@@ -78,14 +81,32 @@ def _user(conn: sqlite3.Connection, username: str) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM users WHERE username=?", (username,)).fetchone()
 
 
-def _locked_until(backend: Backend, username: str) -> float | None:
-    with backend.store.read() as conn:
+def _reserve_check(backend: Backend, username: str) -> int:
+    """Count a password check before it runs, in one transaction: its number in the window.
+
+    However many checks run at once, at most ``lock_after_failures`` get a number; the
+    others, and every check while locked, raise ``ACCOUNT_LOCKED`` without hashing."""
+    now = backend.time.ts()
+    limit = backend.config.lock_after_failures
+    with backend.store.write() as conn:
         row = conn.execute(
-            "SELECT locked_until FROM login_failures WHERE username=?", (username,)
+            "SELECT count, locked_until FROM login_failures WHERE username=?", (username,)
         ).fetchone()
-    if row and row["locked_until"] and row["locked_until"] > backend.time.ts():
-        return row["locked_until"]
-    return None
+        count, until = (row["count"], row["locked_until"]) if row else (0, None)
+        if until is not None and until > now:
+            raise _locked_error(backend, until)
+        if until is not None:  # the lock has ended: the count starts again
+            count = 0
+        if count < limit:
+            conn.execute(
+                "INSERT INTO login_failures(username, count, locked_until) VALUES (?, ?, NULL)"
+                " ON CONFLICT(username) DO UPDATE SET count=excluded.count, locked_until=NULL",
+                (username, count + 1),
+            )
+            return count + 1
+        until = now + backend.config.lock_seconds  # the window's checks are all running
+        conn.execute("UPDATE login_failures SET locked_until=? WHERE username=?", (until, username))
+    raise _locked_error(backend, until)  # after the commit: the lock is kept
 
 
 def _locked_error(backend: Backend, until: float) -> errors.AccountLocked:
@@ -104,38 +125,37 @@ def check_password(backend: Backend, username: str, password: str, where: str) -
     """Verify a password the way login does: lockout, failure count, same cost if unknown.
 
     Raises ``ACCOUNT_LOCKED`` or ``BAD_CREDENTIALS`` (with ``attempts_left``). Unknown
-    usernames are counted and locked exactly like known ones.
+    usernames are counted and locked exactly like known ones; the check is counted
+    before the password is hashed, so a burst in parallel gets no more checks.
     """
-    until = _locked_until(backend, username)
-    if until is not None:
-        raise _locked_error(backend, until)
+    number = _reserve_check(backend, username)
     with backend.store.read() as conn:
         user = _user(conn, username)
     stored = user["password_hash"] if user else security.DUMMY_HASH
     if security.verify_password(password, stored) and user is not None:
         with backend.store.write() as conn:
+            row = conn.execute(
+                "SELECT locked_until FROM login_failures WHERE username=?", (username,)
+            ).fetchone()
+            if row and row["locked_until"] and row["locked_until"] > backend.time.ts():
+                raise _locked_error(backend, row["locked_until"])  # locked meanwhile
             conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
         return user
     limit = backend.config.lock_after_failures
-    with backend.store.write() as conn:
-        count = conn.execute(
-            "INSERT INTO login_failures(username, count) VALUES (?, 1) "
-            "ON CONFLICT(username) DO UPDATE SET count = count + 1 RETURNING count",
-            (username,),
-        ).fetchone()[0]
-        if count >= limit:
-            until = backend.time.ts() + backend.config.lock_seconds
+    who = audit_name(backend, username, known=user is not None)
+    if number >= limit:
+        until = backend.time.ts() + backend.config.lock_seconds
+        with backend.store.write() as conn:
             conn.execute(
-                "UPDATE login_failures SET locked_until=?, count=0 WHERE username=?",
-                (until, username),
+                "INSERT INTO login_failures(username, count, locked_until) VALUES (?, ?, ?)"
+                " ON CONFLICT(username) DO UPDATE SET locked_until=excluded.locked_until",
+                (username, number, until),
             )
             conn.execute("DELETE FROM sessions WHERE username=?", (username,))
-    who = audit_name(backend, username, known=user is not None)
-    if count >= limit:
-        backend.audit(who, "account.locked", who, {"where": where})
+            backend.audit(who, "account.locked", who, {"where": where})
         raise _locked_error(backend, until)
     backend.audit(who, "password.failed", who, {"where": where})
-    raise errors.BadCredentials(attempts_left=limit - count)
+    raise errors.BadCredentials(attempts_left=limit - number)
 
 
 def password_issue(user: sqlite3.Row, password: str) -> str | None:
@@ -277,6 +297,7 @@ def reset_start(backend: Backend, body: models.ResetStart) -> models.ResetStarte
             mismatch = True
         else:
             mismatch = False
+            _check_code_quota(conn, body.username, now)
             channels = reset_channels(user)
             reset_id = security.new_id("r", 18)
             conn.execute(
@@ -298,6 +319,16 @@ def reset_start(backend: Backend, body: models.ResetStart) -> models.ResetStarte
     return models.ResetStarted(reset_id=reset_id, channels=channels)
 
 
+def _check_code_quota(conn: sqlite3.Connection, username: str, now: float) -> None:
+    """``RATE_LIMITED`` once the username's codes of the last hour are used up."""
+    sent = conn.execute(
+        "SELECT MIN(at) AS first, COUNT(*) AS n FROM reset_sends WHERE username=? AND at>?",
+        (username, now - CODE_WINDOW),
+    ).fetchone()
+    if sent["n"] >= CODES_PER_WINDOW:
+        raise errors.RateLimited(retry_after=int(sent["first"] + CODE_WINDOW - now) + 1)
+
+
 def _active_reset(conn: sqlite3.Connection, backend: Backend, reset_id: str) -> sqlite3.Row:
     row = conn.execute("SELECT * FROM resets WHERE reset_id=?", (reset_id,)).fetchone()
     if row is None or row["state"] != "active" or row["expires_at"] <= backend.time.ts():
@@ -314,6 +345,14 @@ def reset_send(backend: Backend, body: models.ResetSend) -> None:
         if reset["last_sent_at"] is not None and now - reset["last_sent_at"] < RESEND_AFTER:
             retry = int(reset["last_sent_at"] + RESEND_AFTER - now) + 1
             raise errors.RateLimited(retry_after=min(retry, RESEND_AFTER))
+        _check_code_quota(conn, reset["username"], now)
+        conn.execute(
+            "DELETE FROM reset_sends WHERE username=? AND at<=?",
+            (reset["username"], now - CODE_WINDOW),
+        )
+        conn.execute(
+            "INSERT INTO reset_sends(username, at) VALUES (?, ?)", (reset["username"], now)
+        )
         code = security.new_code()
         conn.execute(
             "UPDATE resets SET code_digest=?, code_expires_at=?, last_sent_at=? WHERE reset_id=?",
@@ -332,6 +371,7 @@ def reset_send(backend: Backend, body: models.ResetSend) -> None:
             to,
             f"【{backend.config.school}】您正在重置缴费平台密码，验证码 {code}，10分钟内有效。"
             "如非本人操作请忽略。",
+            secret=code,
         )
     backend.audit(
         reset["username"], "reset.code_sent", reset["username"], {"channel": body.channel}
@@ -474,7 +514,9 @@ def staff_reset_password(backend: Backend, staff: Session, username: str) -> Non
 
 
 def staff_unlock(backend: Backend, staff: Session, username: str) -> None:
+    """End a lockout early: a student's, or another staff member's (nobody else can)."""
     with backend.store.write() as conn:
-        _student(conn, username)
+        if _user(conn, username) is None:
+            raise errors.StudentNotFound()
         conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
-    backend.audit(staff.username, "staff.unlock", username)
+        backend.audit(staff.username, "staff.unlock", username)

@@ -17,7 +17,8 @@ from epay_tui.api import errors
 from epay_tui.api.clock import Clock
 from epay_tui.server import demo_data, payments
 from epay_tui.server.backend import Backend
-from epay_tui.server.config import ServerConfig, is_loopback
+from epay_tui.server.config import ServerConfig
+from epay_tui.server.deps import loopback_only
 from epay_tui.server.routes import auth, me, orders, public, sandbox, staff
 
 log = logging.getLogger("epay_tui.server")
@@ -107,12 +108,6 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
-def _loopback_only(request: Request) -> None:
-    host = request.client.host if request.client else ""
-    if not is_loopback(host):
-        raise errors.ForbiddenRole("Dev hooks answer only on loopback")
-
-
 async def _ticker(backend: Backend) -> None:
     """Expire due orders and send due gateway notifies, for as long as the app runs."""
     while True:
@@ -157,6 +152,6 @@ def create_app(config: ServerConfig, clock: Clock | None = None) -> FastAPI:
     for module in (public, auth, me, orders, staff, sandbox):
         app.include_router(module.router)
     if config.dev_hooks:
-        app.include_router(sandbox.dev_router, dependencies=[Depends(_loopback_only)])
+        app.include_router(sandbox.dev_router, dependencies=[Depends(loopback_only)])
     app.add_middleware(BodyLimit)
     return app

@@ -10,10 +10,12 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from epay_tui.api.clock import Clock
 from epay_tui.server.config import SchoolTime, ServerConfig
 from epay_tui.server.events import OrderEvents
+from epay_tui.server.keys import default_key_file, load_keys
 from epay_tui.server.store import Store
 
 log = logging.getLogger("epay_tui.server")
@@ -43,8 +45,12 @@ class Backend:
         self.time = SchoolTime(clock, config.timezone, config.payment_hours)
         self.events = OrderEvents()
         self.order_locks = KeyedLocks()
-        self.notify_secret = self.store.secret("gateway_notify_secret")
-        self.code_secret = self.store.secret("reset_code_secret")
+        key_file = config.key_file or default_key_file(config.db_path)
+        keys = load_keys(
+            self.store, key_file and Path(key_file), config.notify_key, config.reset_code_key
+        )
+        self.notify_secret = keys.notify
+        self.code_secret = keys.reset_code
         self.internal_url = f"http://{config.host}:{config.port}"
         self.captcha_rng = (
             random.Random(config.captcha_seed) if config.captcha_seed is not None else None  # noqa: S311
@@ -67,8 +73,15 @@ class Backend:
             )
         log.debug("audit %s", action)  # who and whom stay in the audit table, not in logs
 
-    def send_message(self, conn: sqlite3.Connection, channel: str, to: str, body: str) -> None:
-        """Queue an SMS or e-mail (the sandbox's outbox stands for the real senders)."""
+    def send_message(
+        self, conn: sqlite3.Connection, channel: str, to: str, body: str, secret: str = ""
+    ) -> None:
+        """Queue an SMS or e-mail (the sandbox's outbox stands for the real senders).
+
+        A ``secret`` in the body (a reset code) is kept in clear only for the dev hooks'
+        outbox; otherwise the record of the message has it masked."""
+        if secret and not self.config.dev_hooks:
+            body = body.replace(secret, "*" * len(secret))
         conn.execute(
             "INSERT INTO outbox(channel, to_addr, body, sent_at) VALUES (?,?,?,?)",
             (channel, to, body, self.time.ts()),

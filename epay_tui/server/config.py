@@ -33,6 +33,15 @@ class ServerConfig:
     lock_seconds: int = 15 * 60
     tick_seconds: float = 0.2
     """How often (real time) expiry and due gateway notifies are swept."""
+    key_file: str | None = None
+    """The notify and reset-code keys (``0600``); default ``<database>.keys`` beside it."""
+    notify_key: str | None = field(default=None, repr=False)
+    reset_code_key: str | None = field(default=None, repr=False)
+    """Both keys as hex from the environment instead of a key file."""
+    request_timeout_seconds: float = 30.0
+    """A request must arrive whole within this time of its first byte (or of connecting)."""
+    max_connections: int = 1000
+    """Open connections at once; more are closed at once (a fleet of 200 kiosks long-polls)."""
     captcha_seed: int | None = None
     """Tests only (no flag): captchas repeat from this seed, so snapshots are stable."""
 
@@ -41,6 +50,8 @@ class ServerConfig:
             raise ValueError("--dev-hooks is only allowed on a loopback address")
         if self.order_ttl_seconds <= 0:
             raise ValueError("--order-ttl must be positive")
+        if self.max_connections < 1:
+            raise ValueError("--max-connections must be positive")
 
 
 def is_loopback(host: str) -> bool:

@@ -53,7 +53,7 @@ STUDENTS = (
         FISCAL_CODES,
     ),
 )
-STAFF = (("helpdesk01", "服务台", "Helpdesk2026"),)
+STAFF = (("helpdesk01", "服务台", "Helpdesk2026"), ("finance01", "财务处", "Finance2026"))
 
 
 @cache

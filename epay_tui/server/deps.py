@@ -10,6 +10,7 @@ from epay_tui.api import errors
 from epay_tui.server import accounts
 from epay_tui.server.accounts import Session
 from epay_tui.server.backend import Backend
+from epay_tui.server.config import is_loopback
 
 
 def get_backend(request: Request) -> Backend:
@@ -69,3 +70,10 @@ def error_responses(*classes: type[errors.ApiError]) -> dict:
 
 
 AUTH_ERRORS = (errors.Unauthenticated, errors.PasswordChangeRequired)
+
+
+def loopback_only(request: Request) -> None:
+    """Dev hooks and the statement answer only a peer on this machine."""
+    host = request.client.host if request.client else ""
+    if not is_loopback(host):
+        raise errors.ForbiddenRole("This answers only on loopback")

@@ -327,6 +327,12 @@ def _send_receipt(
 def _discrepancy(
     backend: Backend, conn: sqlite3.Connection, order_no: str, kind: str, detail: str
 ) -> None:
+    """Keep a discrepancy for the finance office; the same one again adds nothing."""
+    if conn.execute(
+        "SELECT 1 FROM discrepancies WHERE order_no=? AND kind=? AND detail=?",
+        (order_no, kind, detail),
+    ).fetchone():
+        return
     conn.execute(
         "INSERT INTO discrepancies(at, order_no, kind, detail) VALUES (?,?,?,?)",
         (backend.time.ts(), order_no, kind, detail),
@@ -535,12 +541,19 @@ def claim_paid(backend: Backend, session: Session, order_no: str) -> models.Orde
 
 # ---------------------------------------------------------------------------- notify
 def handle_notify(backend: Backend, channel: str, body: models.GatewayNotify) -> None:
-    """A signed gateway notify; idempotent. Amounts are checked against the order."""
+    """A signed gateway notify, trusted only once the gateway confirms it; idempotent.
+
+    A notify for another channel than its path is refused as it is; one whose amount
+    differs from the order's is a discrepancy (once, however often it comes); one the
+    gateway's own query does not confirm (a forged notify signed with a stolen key)
+    records nothing and is audited."""
+    if body.channel != channel:
+        raise errors.ValidationFailed(fields={"channel": "does not match the notify path"})
     with backend.store.read() as conn:
         row = _row(conn, body.order_no, None)
     if body.trade_state != "SUCCESS" or body.transaction_id is None or body.paid_at is None:
         return
-    if body.amount != row["total"] or body.channel != channel:
+    if body.amount != row["total"]:
         with backend.store.write() as conn:
             _discrepancy(
                 backend,
@@ -551,15 +564,35 @@ def handle_notify(backend: Backend, channel: str, body: models.GatewayNotify) ->
             )
         raise errors.AmountMismatch(expected=row["total"], received=body.amount)
     with backend.order_locks.hold(body.order_no):
+        view = _confirmed(backend, body)
+        if view is None:
+            backend.audit("gateway", "notify.unconfirmed", body.order_no, {"trade": body.trade_no})
+            raise errors.NotifyUnconfirmed()
         record_payment(
             backend,
             body.order_no,
-            body.trade_no,
-            body.transaction_id,
-            body.paid_at.timestamp(),
-            body.amount,
+            view.trade_no,
+            view.transaction_id,
+            view.paid_at,
+            view.amount,
             "notify",
         )
+
+
+def _confirmed(backend: Backend, body: models.GatewayNotify):
+    """The gateway's own view of the notified trade, if it says the same; else None."""
+    try:
+        view = backend.gateway.query(body.trade_no)
+    except errors.TradeNotFound:
+        return None
+    same = (view.state, view.order_no, view.channel, view.amount, view.transaction_id) == (
+        "SUCCESS",
+        body.order_no,
+        body.channel,
+        body.amount,
+        body.transaction_id,
+    )
+    return view if same else None
 
 
 def close_awaiting(backend: Backend, order_no: str) -> str:

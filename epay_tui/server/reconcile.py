@@ -10,7 +10,8 @@ from epay_tui.server.backend import Backend
 
 
 def reconcile(backend: Backend, day: date, actor: str) -> models.ReconcileResult:
-    """Paid at the gateway but unrecorded -> paid; awaiting with no payment -> released."""
+    """Paid at the gateway but unrecorded -> paid; awaiting with no payment -> released;
+    recorded paid through a gateway but absent from its statement -> ``not_on_statement``."""
     statement = backend.gateway.statement(day)
     matched, recovered, released = 0, [], []
     discrepancies: list[models.Discrepancy] = []
@@ -49,7 +50,24 @@ def reconcile(backend: Backend, day: date, actor: str) -> models.ReconcileResult
                     detail=f"trade {trade.trade_no} {trade.amount} {trade.transaction_id}",
                 )
             )
-    end = datetime(day.year, day.month, day.day, tzinfo=backend.time.zone).timestamp() + 86400
+    start = datetime(day.year, day.month, day.day, tzinfo=backend.time.zone).timestamp()
+    end = start + 86400
+    on_statement = {trade.transaction_id for trade in statement.trades}
+    with backend.store.read() as conn:
+        recorded = conn.execute(
+            "SELECT order_no, channel, total, transaction_id FROM orders WHERE status='paid'"
+            " AND transaction_id IS NOT NULL AND paid_at>=? AND paid_at<? ORDER BY paid_at",
+            (start, end),
+        ).fetchall()
+    for row in recorded:  # recorded paid, but the gateway never took that money
+        if row["transaction_id"] not in on_statement:
+            discrepancies.append(
+                models.Discrepancy(
+                    order_no=row["order_no"],
+                    kind="not_on_statement",
+                    detail=f"{row['channel']} {row['total']} {row['transaction_id']}",
+                )
+            )
     with backend.store.read() as conn:
         waiting = conn.execute(
             "SELECT * FROM orders WHERE status='awaiting_confirmation' AND created_at<?", (end,)

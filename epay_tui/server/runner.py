@@ -13,6 +13,7 @@ import uvicorn
 from epay_tui.api.clock import Clock
 from epay_tui.server.app import create_app
 from epay_tui.server.config import ServerConfig
+from epay_tui.server.guard import guarded_protocol
 
 KEEP_ALIVE_SECONDS = 75
 """An idle connection stays open this long (as nginx's default): well past the client's
@@ -31,12 +32,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn(app, access_log: bool) -> uvicorn.Server:
+def _uvicorn(app, config: ServerConfig) -> uvicorn.Server:
     return uvicorn.Server(
         uvicorn.Config(
             app,
+            http=guarded_protocol(config.request_timeout_seconds, config.max_connections),
             log_level="warning",
-            access_log=access_log,
+            access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=2,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
@@ -52,10 +54,14 @@ class BackgroundServer:
         self.sock = bind(config.host, config.port)
         self.port = self.sock.getsockname()[1]
         self.config = replace(config, port=self.port)
-        self.app = create_app(self.config, clock)
+        try:
+            self.app = create_app(self.config, clock)
+        except BaseException:
+            self.sock.close()
+            raise
         self.backend = self.app.state.backend
         self.url = self.backend.internal_url
-        self._server = _uvicorn(self.app, access_log=False)
+        self._server = _uvicorn(self.app, self.config)
         self._server.install_signal_handlers = lambda: None  # not the main thread
         self._thread = threading.Thread(target=self._run, name="epay-backend", daemon=True)
 
@@ -96,5 +102,5 @@ def serve(config: ServerConfig, announce=print) -> None:
         f" db {config.db_path}, payment hours {config.payment_hours}"
         f"{', dev hooks' if config.dev_hooks else ''})"
     )
-    server = _uvicorn(app, access_log=False)
+    server = _uvicorn(app, config)
     asyncio.run(server.serve(sockets=[sock]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from epay_tui.api.kdf import hash_password as hash_password
@@ -31,8 +32,14 @@ def sign(key: bytes, body: bytes) -> str:
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
+SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+
+
 def signature_ok(key: bytes, body: bytes, signature: str | None) -> bool:
-    return signature is not None and hmac.compare_digest(sign(key, body), signature)
+    """A lower-case hex HMAC-SHA256 of ``body``; anything malformed is simply wrong."""
+    if signature is None or not SIGNATURE_RE.fullmatch(signature):
+        return False
+    return hmac.compare_digest(sign(key, body).encode(), signature.encode())
 
 
 def new_code(digits: int = 6) -> str:

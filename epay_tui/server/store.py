@@ -8,13 +8,14 @@ only through this module's connection helpers, so a PostgreSQL store can follow.
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from epay_tui.files import private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +45,9 @@ CREATE TABLE IF NOT EXISTS resets (
     state TEXT NOT NULL DEFAULT 'active'
 );
 CREATE TABLE IF NOT EXISTS reset_mismatches (username TEXT NOT NULL, at REAL NOT NULL);
+-- every reset code sent, for the cap per username and hour across resets
+CREATE TABLE IF NOT EXISTS reset_sends (username TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS reset_sends_user ON reset_sends(username, at);
 CREATE TABLE IF NOT EXISTS fee_items (
     id TEXT PRIMARY KEY, username TEXT NOT NULL, tag TEXT NOT NULL, tag_rank INTEGER NOT NULL,
     position INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
@@ -113,6 +117,9 @@ class Store:
             self._scratch = tempfile.TemporaryDirectory(prefix="epay-")
             path = Path(self._scratch.name) / "backend.sqlite3"
         self.path = str(path)
+        for made in (path, f"{path}-wal", f"{path}-shm"):  # SQLite gives its side files
+            if made == path or Path(made).exists():  # the database file's mode
+                private_file(made)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -175,18 +182,27 @@ class Store:
         finally:
             conn.execute("COMMIT")
 
-    def setting(self, key: str, make: Callable[[], str]) -> str:
-        """A persistent setting, created once with ``make()``."""
-        with self.write() as conn:
-            row = conn.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
-            if row:
-                return row["value"]
-            value = make()
-            conn.execute("INSERT INTO settings(key, value) VALUES (?, ?)", (key, value))
-            return value
+    def take_settings(self, keys: tuple[str, ...]) -> dict[str, str]:
+        """The stored values of ``keys`` (settings an older version kept here)."""
+        marks = ",".join("?" * len(keys))
+        with self.read() as conn:
+            found = conn.execute(
+                f"SELECT key, value FROM settings WHERE key IN ({marks})",  # noqa: S608
+                keys,
+            ).fetchall()
+        return {r["key"]: r["value"] for r in found}
 
-    def secret(self, key: str) -> bytes:
-        return bytes.fromhex(self.setting(key, lambda: secrets.token_hex(32)))
+    def erase_settings(self, keys: tuple[str, ...]) -> None:
+        """Delete settings beyond recovery: their pages zeroed, the WAL emptied."""
+        marks = ",".join("?" * len(keys))
+        conn = self.conn
+        conn.execute("PRAGMA secure_delete=ON")
+        try:
+            with self.write() as conn:
+                conn.execute(f"DELETE FROM settings WHERE key IN ({marks})", keys)  # noqa: S608
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.execute("PRAGMA secure_delete=OFF")
 
     def is_empty(self) -> bool:
         with self.read() as conn:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import html
 import json
+import secrets
 from datetime import date
 from typing import Annotated
 
 import pydantic
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from epay_tui.api import errors, models, rules
 from epay_tui.server import accounts, payments, security
-from epay_tui.server.deps import BackendDep, error_responses
+from epay_tui.server.deps import BackendDep, error_responses, loopback_only
 
 router = APIRouter(tags=["sandbox"])
 
@@ -25,11 +26,14 @@ router = APIRouter(tags=["sandbox"])
     responses=error_responses(errors.TradeNotFound, errors.TradeClosed, errors.TradePaid),
 )
 def pay_page(pay_token: str, backend: BackendDep) -> HTMLResponse:
-    """What a phone shows after scanning: payee, amount, items, Pay and Decline."""
+    """What a phone shows after scanning: payee, amount, items, Pay and Decline.
+
+    The page may not be framed (no clickjacking of Pay), cached, or run any script but
+    its own, and it tells no other site its address (the pay token is in it)."""
     try:
         trade = backend.gateway.trade_by_token(pay_token)
     except errors.ApiError as exc:
-        return HTMLResponse(_page(_PAGE_WORDS[exc.code], ""), status_code=exc.status)
+        return _page(_PAGE_WORDS[exc.code], "", status=exc.status)
     items = "".join(
         f"<li>{html.escape(i['name'])} {rules.format_fen(i['amount'])}</li>"
         for i in json.loads(trade["items"])
@@ -39,15 +43,20 @@ def pay_page(pay_token: str, backend: BackendDep) -> HTMLResponse:
         f"<p class=amount>{rules.format_fen(trade['amount'])}</p><ul>{items}</ul>"
         f"<p>渠道 Channel: {html.escape(trade['channel'])}"
         f" · 订单 Order {html.escape(trade['order_no'])}</p>"
-        "<button onclick=\"go('success')\">支付 Pay</button> "
-        "<button onclick=\"go('declined')\">拒绝 Decline</button><p id=r></p>"
-        "<script>function go(o){fetch(location.pathname,{method:'POST',"
-        "headers:{'Content-Type':'application/json'},body:JSON.stringify({outcome:o})})"
-        ".then(r=>r.json()).then(j=>{document.getElementById('r').textContent="
-        "j.trade_state||(j.error&&j.error.message)})}</script>"
+        "<button data-outcome=success>支付 Pay</button> "
+        "<button data-outcome=declined>拒绝 Decline</button><p id=r></p>"
     )
-    return HTMLResponse(_page("沙箱支付 Sandbox payment", body))
+    return _page("沙箱支付 Sandbox payment", body, script=_PAY_SCRIPT)
 
+
+_PAY_SCRIPT = (
+    "for(const b of document.querySelectorAll('button[data-outcome]')){"
+    "b.addEventListener('click',()=>fetch(location.pathname,{method:'POST',"
+    "headers:{'Content-Type':'application/json'},"
+    "body:JSON.stringify({outcome:b.dataset.outcome})})"
+    ".then(r=>r.json()).then(j=>{document.getElementById('r').textContent="
+    "j.trade_state||(j.error&&j.error.message)}))}"
+)
 
 _PAGE_WORDS = {
     "TRADE_NOT_FOUND": "没有这笔交易 No such payment",
@@ -56,12 +65,27 @@ _PAGE_WORDS = {
 }
 
 
-def _page(title: str, body: str) -> str:
-    return (
+def _page(title: str, body: str, script: str = "", status: int = 200) -> HTMLResponse:
+    """A pay page with a fresh script nonce and the headers that lock it down."""
+    nonce = secrets.token_urlsafe(16)
+    tag = f'<script nonce="{nonce}">{script}</script>' if script else ""
+    page = (
         "<!doctype html><html lang=zh><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width'>"
-        f"<title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>{body}</html>"
+        f"<title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>{body}{tag}</html>"
     )
+    policy = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; connect-src 'self';"
+        " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    headers = {
+        "Content-Security-Policy": policy,
+        "X-Frame-Options": "DENY",
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return HTMLResponse(page, status_code=status, headers=headers)
 
 
 @router.post(
@@ -85,15 +109,23 @@ async def request_dispatch(backend) -> None:
             await run_in_threadpool(backend.gateway.notify_unanswered, notify_id)
 
 
-@router.get("/sandbox/statement", response_model=models.Statement)
+@router.get(
+    "/sandbox/statement",
+    response_model=models.Statement,
+    dependencies=[Depends(loopback_only)],
+    responses=error_responses(errors.ForbiddenRole),
+)
 def statement(date: date, backend: BackendDep) -> models.Statement:
-    """The gateway's successful trades on ``date`` (school time)."""
+    """The gateway's successful trades on ``date`` (school time); to a loopback peer only,
+    as it lists every student's payments."""
     return backend.gateway.statement(date)
 
 
 @router.post(
     "/api/v1/gateway/notify/{channel}",
-    responses=error_responses(errors.BadSignature, errors.AmountMismatch, errors.OrderNotFound),
+    responses=error_responses(
+        errors.BadSignature, errors.AmountMismatch, errors.OrderNotFound, errors.NotifyUnconfirmed
+    ),
     tags=["gateway"],
 )
 async def notify(
@@ -102,7 +134,11 @@ async def notify(
     backend: BackendDep,
     x_sandbox_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> dict:
-    """Signed gateway notify; the signature is checked on the raw body before parsing."""
+    """Signed gateway notify: the signature (lower-case hex HMAC-SHA256 of the raw body) is
+    checked before the body is parsed; a notify for another channel than its path is
+    `422 VALIDATION_ERROR`; an amount unlike the order's is `400 AMOUNT_MISMATCH` and one
+    discrepancy; then the gateway is asked to confirm the trade, and a notify it does not
+    confirm records nothing: `409 NOTIFY_UNCONFIRMED` (audited)."""
     raw = await request.body()
     if not security.signature_ok(backend.notify_secret, raw, x_sandbox_signature):
         raise errors.BadSignature()
