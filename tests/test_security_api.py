@@ -137,6 +137,22 @@ def file_bytes(db: Path) -> bytes:
 
 
 @pytest.fixture
+async def zhang(server):
+    """张伟 logged in (his forced change done), on the live backend."""
+    async with ApiClient(server.url) as api:
+        await solve_login(api, *ZHANG)
+        await api.change_password(ZHANG[1], NEW_ZHANG)
+        yield api
+
+
+async def paid_without_notify(api: ApiClient, channel: str = "wechat"):
+    """An order the phone paid whose notify the gateway dropped: (order, qr)."""
+    order, qr = await paying_order(api, channel)
+    await api.sandbox_pay(qr.qr_url, "success", notify="drop")
+    return order, qr
+
+
+@pytest.fixture
 def file_server_config(tmp_path) -> ServerConfig:
     return backend_config(db_path=str(tmp_path / "data" / "backend.sqlite3"))
 
@@ -319,87 +335,70 @@ def latest_captcha_id(server) -> str:
 
 
 # ============================================================================ 2. notify trust
-async def test_a_correctly_signed_notify_the_gateway_does_not_confirm_pays_nothing(server):
-    async with ApiClient(server.url) as api:
-        await solve_login(api, *ZHANG)
-        await api.change_password(ZHANG[1], NEW_ZHANG)
-        order, _ = await paying_order(api)  # nobody paid
-        body = forged_notify(trade_of(server, order.order_no))
+async def test_a_correctly_signed_notify_the_gateway_does_not_confirm_pays_nothing(server, zhang):
+    order, _ = await paying_order(zhang)  # nobody paid
+    body = forged_notify(trade_of(server, order.order_no))
+    answer = await post_notify(server, body, sign(server.backend.notify_secret, body))
+    error_of(answer, 409, "NOTIFY_UNCONFIRMED")
+    now = await zhang.get_order(order.order_no)
+    assert (now.status, now.transaction_id, now.receipt_no) == ("open", None, None)
+    assert [r["target"] for r in audited(server, "notify.unconfirmed")] == [order.order_no]
+
+
+async def test_a_notify_with_another_transaction_than_the_gateways_pays_nothing(server, zhang):
+    order, _ = await paid_without_notify(zhang)
+    body = forged_notify(trade_of(server, order.order_no))  # its own transaction id
+    answer = await post_notify(server, body, sign(server.backend.notify_secret, body))
+    error_of(answer, 409, "NOTIFY_UNCONFIRMED")
+    assert (await zhang.get_order(order.order_no)).transaction_id is None
+
+
+async def test_a_notify_resent_to_another_channels_path_adds_no_discrepancy(server, zhang):
+    order, _ = await paid_without_notify(zhang, "wechat")
+    body = server.backend.gateway.notify_body(trade_of(server, order.order_no))
+    signature = sign(server.backend.notify_secret, body)
+    for channel in ("alipay", "ccb", "alipay", "ccb"):
+        answer = await post_notify(server, body, signature, channel)
+        details = error_of(answer, 422, "VALIDATION_ERROR")
+        assert "channel" in details["fields"]
+    assert rows(server, "SELECT * FROM discrepancies") == []
+    assert (await zhang.get_order(order.order_no)).status == "open"
+    right = await post_notify(server, body, signature, "wechat")
+    assert right.status_code == 200, right.text
+    assert (await zhang.get_order(order.order_no)).status == "paid"
+
+
+async def test_a_mismatched_amount_notify_sent_again_is_one_discrepancy(server, zhang):
+    order, _ = await paid_without_notify(zhang)
+    trade = trade_of(server, order.order_no)
+    body = forged_notify(trade, amount=1, transaction_id=trade["transaction_id"])
+    for _ in range(3):
         answer = await post_notify(server, body, sign(server.backend.notify_secret, body))
-        error_of(answer, 409, "NOTIFY_UNCONFIRMED")
-        now = await api.get_order(order.order_no)
-        assert (now.status, now.transaction_id, now.receipt_no) == ("open", None, None)
-        assert [r["target"] for r in audited(server, "notify.unconfirmed")] == [order.order_no]
+        error_of(answer, 400, "AMOUNT_MISMATCH")
+    assert len(rows(server, "SELECT * FROM discrepancies")) == 1
 
 
-async def test_a_notify_with_another_transaction_than_the_gateways_pays_nothing(server):
-    async with ApiClient(server.url) as api:
-        await solve_login(api, *ZHANG)
-        await api.change_password(ZHANG[1], NEW_ZHANG)
-        order, qr = await paying_order(api)
-        await api.sandbox_pay(qr.qr_url, "success", notify="drop")
-        body = forged_notify(trade_of(server, order.order_no))  # its own transaction id
-        answer = await post_notify(server, body, sign(server.backend.notify_secret, body))
-        error_of(answer, 409, "NOTIFY_UNCONFIRMED")
-        assert (await api.get_order(order.order_no)).transaction_id is None
-
-
-async def test_a_notify_resent_to_another_channels_path_adds_no_discrepancy(server):
-    async with ApiClient(server.url) as api:
-        await solve_login(api, *ZHANG)
-        await api.change_password(ZHANG[1], NEW_ZHANG)
-        order, qr = await paying_order(api, "wechat")
-        await api.sandbox_pay(qr.qr_url, "success", notify="drop")
-        body = server.backend.gateway.notify_body(trade_of(server, order.order_no))
-        signature = sign(server.backend.notify_secret, body)
-        for channel in ("alipay", "ccb", "alipay", "ccb"):
-            answer = await post_notify(server, body, signature, channel)
-            details = error_of(answer, 422, "VALIDATION_ERROR")
-            assert "channel" in details["fields"]
-        assert rows(server, "SELECT * FROM discrepancies") == []
-        assert (await api.get_order(order.order_no)).status == "open"
-        right = await post_notify(server, body, signature, "wechat")
-        assert right.status_code == 200, right.text
-        assert (await api.get_order(order.order_no)).status == "paid"
-
-
-async def test_a_mismatched_amount_notify_sent_again_is_one_discrepancy(server):
-    async with ApiClient(server.url) as api:
-        await solve_login(api, *ZHANG)
-        await api.change_password(ZHANG[1], NEW_ZHANG)
-        order, qr = await paying_order(api)
-        await api.sandbox_pay(qr.qr_url, "success", notify="drop")
-        trade = trade_of(server, order.order_no)
-        body = forged_notify(trade, amount=1, transaction_id=trade["transaction_id"])
-        for _ in range(3):
-            answer = await post_notify(server, body, sign(server.backend.notify_secret, body))
-            error_of(answer, 400, "AMOUNT_MISMATCH")
-        assert len(rows(server, "SELECT * FROM discrepancies")) == 1
-
-
-async def test_reconciliation_lists_a_payment_recorded_but_not_on_the_statement(server):
-    async with ApiClient(server.url) as api, ApiClient(server.url) as staff:
-        await solve_login(api, *ZHANG)
-        await api.change_password(ZHANG[1], NEW_ZHANG)
-        order, _ = await paying_order(api)
-        trade = trade_of(server, order.order_no)
-        # as a forged notify recorded it before notifies were confirmed
-        with server.backend.order_locks.hold(order.order_no):
-            payments.record_payment(
-                server.backend,
-                order.order_no,
-                trade["trade_no"],
-                "4200" + "9" * 24,
-                TEN_AM.timestamp(),
-                trade["amount"],
-                "notify",
-            )
-        assert (await api.get_order(order.order_no)).status == "paid"
+async def test_reconciliation_lists_a_payment_recorded_but_not_on_the_statement(server, zhang):
+    order, _ = await paying_order(zhang)
+    trade = trade_of(server, order.order_no)
+    # as a forged notify recorded it before notifies were confirmed
+    with server.backend.order_locks.hold(order.order_no):
+        payments.record_payment(
+            server.backend,
+            order.order_no,
+            trade["trade_no"],
+            "4200" + "9" * 24,
+            TEN_AM.timestamp(),
+            trade["amount"],
+            "notify",
+        )
+    assert (await zhang.get_order(order.order_no)).status == "paid"
+    async with ApiClient(server.url) as staff:
         await solve_login(staff, *STAFF)
         result = await staff.staff_reconcile(TEN_AM.date())
-        listed = [(d.order_no, d.kind) for d in result.discrepancies]
-        assert listed == [(order.order_no, "not_on_statement")]
-        assert result.matched == 0
+    listed = [(d.order_no, d.kind) for d in result.discrepancies]
+    assert listed == [(order.order_no, "not_on_statement")]
+    assert result.matched == 0
 
 
 # ============================================================================ 3. lockout
@@ -549,18 +548,16 @@ async def test_a_malformed_signature_is_bad_signature_never_a_5xx(server, signat
     ["138٠٠٠٠٠٠٠١", "１３８００００００01", "13８00000001", "138۰۰۰۰۰۰۰۱"],
     ids=["arabic-indic", "fullwidth", "one-fullwidth", "persian"],
 )
-async def test_a_phone_in_other_digits_is_refused(server, phone):
+async def test_a_phone_in_other_digits_is_refused(server, zhang, phone):
     assert rules.phone_problem(phone) == "PHONE_INVALID"
-    async with ApiClient(server.url) as api, httpx.AsyncClient(base_url=server.url) as http:
-        await solve_login(api, *ZHANG)
-        await api.change_password(ZHANG[1], NEW_ZHANG)
+    async with httpx.AsyncClient(base_url=server.url) as http:
         answer = await http.patch(
             f"{API}/me",
             json={"current_password": NEW_ZHANG, "phone": phone},
-            headers={"Authorization": f"Bearer {api.token}"},
+            headers={"Authorization": f"Bearer {zhang.token}"},
         )
-        assert "phone" in error_of(answer, 422, "VALIDATION_ERROR")["fields"]
-        assert (await api.me()).phone == "13800000001"
+    assert "phone" in error_of(answer, 422, "VALIDATION_ERROR")["fields"]
+    assert (await zhang.me()).phone == "13800000001"
 
 
 def test_payment_hours_accept_ascii_digits_only():
@@ -683,25 +680,21 @@ def _assert_locked_page(answer: httpx.Response) -> None:
     assert answer.headers.get("referrer-policy") == "no-referrer"  # the token is in the URL
 
 
-async def test_the_pay_page_cannot_be_framed_cached_or_run_foreign_script(server):
-    async with ApiClient(server.url) as api, httpx.AsyncClient(base_url=server.url) as http:
-        await solve_login(api, *ZHANG)
-        await api.change_password(ZHANG[1], NEW_ZHANG)
-        _, qr = await paying_order(api)
+async def test_the_pay_page_cannot_be_framed_cached_or_run_foreign_script(server, zhang):
+    _, qr = await paying_order(zhang)
+    async with httpx.AsyncClient(base_url=server.url) as http:
         page = await http.get(httpx.URL(qr.qr_url).path)
-        assert page.status_code == 200
-        _assert_locked_page(page)
-        nonce = re.search(r"'nonce-([^']+)'", page.headers["content-security-policy"])
-        assert nonce, page.headers["content-security-policy"]
-        scripts = re.findall(r"<script([^>]*)>", page.text)
-        assert scripts and all(f'nonce="{nonce[1]}"' in s for s in scripts), scripts
-        assert not re.search(r"\son[a-z]+=", page.text), "inline handlers need unsafe-inline"
         again = await http.get(httpx.URL(qr.qr_url).path)
-        assert (
-            re.search(r"'nonce-([^']+)'", again.headers["content-security-policy"])[1] != (nonce[1])
-        )
-        for path in ("/sandbox/pay/unknown-token",):
-            _assert_locked_page(await http.get(path))
+        unknown = await http.get("/sandbox/pay/unknown-token")
+    assert page.status_code == 200
+    _assert_locked_page(page)
+    _assert_locked_page(unknown)
+    nonce = re.search(r"'nonce-([^']+)'", page.headers["content-security-policy"])
+    assert nonce, page.headers["content-security-policy"]
+    scripts = re.findall(r"<script([^>]*)>", page.text)
+    assert scripts and all(f'nonce="{nonce[1]}"' in s for s in scripts), scripts
+    assert not re.search(r"\son[a-z]+=", page.text), "inline handlers need unsafe-inline"
+    assert nonce[1] not in again.headers["content-security-policy"]  # fresh for each page
 
 
 @pytest.mark.parametrize("peer", ["192.0.2.10", "10.1.2.3", "2001:db8::1"])

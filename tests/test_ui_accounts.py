@@ -346,11 +346,7 @@ async def test_f2_switches_the_menu_entries_and_header(make_ui_app, ui_server):
 async def test_f2_switches_the_profile_screen(make_ui_app, ui_server):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await start(pilot)
-        await log_in(pilot, ui_server, *CHEN)
-        await pilot.press("3")
-        await settle(pilot)
-        assert isinstance(app.screen, ProfileScreen)
+        await on_profile(pilot, ui_server, CHEN)
 
         def probe() -> object:
             return (
@@ -736,17 +732,25 @@ async def test_menu_keys_profile_password_and_logout(make_ui_app, ui_server):
 
 
 # ---------------------------------------------------------------------------- profile
-@pytest.mark.parametrize("digits", ["１３９０００００００２", "139٠٠٠٠٠٠٠٢"], ids=["fullwidth", "arabic"])
+async def on_profile(pilot, ui_server, who: tuple[str, str]) -> ProfileScreen:
+    """Log ``who`` in and open 个人信息 from the menu."""
+    await start(pilot)
+    await log_in(pilot, ui_server, *who)
+    assert isinstance(pilot.app.screen, MenuScreen)
+    await pilot.press("3")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, ProfileScreen)
+    return pilot.app.screen
+
+
+@pytest.mark.parametrize(
+    "digits", ["１３９０００００００２", "139٠٠٠٠٠٠٠٢"], ids=["fullwidth", "arabic"]
+)
 async def test_profile_live_check_takes_ascii_digits_only(make_ui_app, ui_server, digits):
     """The same rule as the backend's (api/rules.py): other digits are not a phone."""
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await start(pilot)
-        await log_in(pilot, ui_server, *LI)
-        await pilot.press("3")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, ProfileScreen)
+        screen = await on_profile(pilot, ui_server, LI)
         phone_problem = screen.query_one("#phone-problem", Tr)
         await pilot.press("end", *["backspace"] * 7, *digits)
         assert screen.query_one("#phone", Input).value == digits
@@ -758,13 +762,7 @@ async def test_profile_live_check_takes_ascii_digits_only(make_ui_app, ui_server
 async def test_profile_fix_needs_the_password_then_saves(make_ui_app, ui_server):
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:
-        await start(pilot)
-        await log_in(pilot, ui_server, *LI)
-        assert isinstance(app.screen, MenuScreen)
-        await pilot.press("3")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, ProfileScreen)
+        screen = await on_profile(pilot, ui_server, LI)
         phone_problem = screen.query_one("#phone-problem", Tr)
         email_problem = screen.query_one("#email-problem", Tr)
         assert plain(phone_problem.render()) == "手机号有误：11位，以13-19开头"
