@@ -23,19 +23,27 @@ from typing import Any
 import httpx
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable, Input
 
 from epay_tui.api.client import ApiClient
 from epay_tui.api.clock import ManualClock
 from epay_tui.app import make_app
 from epay_tui.config import Settings
+from epay_tui.screens import base
 from epay_tui.screens.confirm_order import ConfirmOrderScreen
+from epay_tui.screens.dialog import Choice
 from epay_tui.screens.fees import FeesScreen
+from epay_tui.screens.helpdesk import AuditScreen, HelpdeskHome, ReconcileScreen, StudentPage
+from epay_tui.screens.orders import OrdersScreen
 from epay_tui.screens.pay import PayScreen
+from epay_tui.screens.profile import ProfileScreen
 from epay_tui.server import security
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.gateway import NOTIFY_RETRY_SECONDS
 from epay_tui.server.runner import BackgroundServer
+from epay_tui.widgets.texts import Tr
 from tests.conftest import ZHANG, solve_login, ui_config
+from tests.helpdesk_flows import search, staff_home
 from tests.invariants import assert_store_invariants, rows, store_violations
 from tests.payment_flows import (
     FISCAL,
@@ -190,6 +198,16 @@ async def network() -> AsyncIterator[FaultyNetwork]:
 
 
 @pytest.fixture
+def helpdesk(ui_server: RevivableBackend, clock: ManualClock):
+    """``helpdesk()`` -> the real app at a helpdesk counter, on the live backend."""
+
+    def _make():
+        return make_app(Settings(server=ui_server.url, lang="zh", helpdesk=True), None, clock)
+
+    return _make
+
+
+@pytest.fixture
 def kiosk(ui_server: RevivableBackend, clock: ManualClock, network: FaultyNetwork):
     """``kiosk()`` -> the real app, its HTTP going through ``network`` to the live backend."""
 
@@ -255,6 +273,144 @@ async def paid_once(pilot: Pilot, backend: RevivableBackend, order_no: str) -> N
     assert receipts_sent(backend, order_no) == ["email", "sms"]
     assert set(fee_states(backend, ZHANG[0]).items()) >= {(name, "paid") for name in FISCAL}
     assert_holds(backend)
+
+
+# ============================================================================ data screens
+RETRYING_ALONE = re.compile(r"网络繁忙，\d+ 秒后自动重试（按任意键立即重试）")
+
+
+def profile_filled(app: Any) -> bool:
+    return app.screen.query_one("#phone", Input).value == "13800000001"
+
+
+def fees_filled(app: Any) -> bool:
+    return app.screen.fees is not None and app.screen.query_one(DataTable).row_count > 1
+
+
+def orders_filled(app: Any) -> bool:
+    return message(app) == "还没有订单"
+
+
+DATA_SCREENS = pytest.mark.parametrize(
+    ("key", "screen", "filled"),
+    [
+        ("1", FeesScreen, fees_filled),
+        ("2", OrdersScreen, orders_filled),
+        ("3", ProfileScreen, profile_filled),
+    ],
+    ids=["自助缴费", "我的订单", "个人信息"],
+)
+
+
+def back(app: Any, filled: Callable[[Any], bool]) -> bool:
+    """The screen shows the backend's answer, and 网络繁忙 is gone."""
+    return filled(app) and not RETRYING_ALONE.fullmatch(message(app))
+
+
+async def busy_then_back(pilot: Pilot, backend: RevivableBackend, key: str, screen: type):
+    """From the menu with the backend stopped: ``key`` opens ``screen``, which says it
+    retries by itself; then the backend comes back."""
+    app = pilot.app
+    await backend.stop()
+    await pilot.press(key)
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, screen) and RETRYING_ALONE.fullmatch(message(app)),
+        what=f"网络繁忙 retrying on {screen.__name__}",
+    )
+    await backend.start()
+
+
+@DATA_SCREENS
+async def test_a_data_screen_fills_by_itself_when_the_backend_is_back(
+    kiosk, ui_server, zhang_changed, key, screen, filled
+):
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
+        await busy_then_back(pilot, ui_server, key, screen)
+        await until(pilot, lambda: back(app, filled), what="filled by itself", timeout=20)
+        assert "网络繁忙" not in screen_text(app)
+
+
+@DATA_SCREENS
+async def test_a_data_screen_fetches_again_at_once_on_a_key(
+    kiosk, ui_server, zhang_changed, monkeypatch, key, screen, filled
+):
+    monkeypatch.setattr(base, "RETRY_DELAYS", (600,))  # only the key can bring it now
+    app = kiosk()
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot, ui_server, ZHANG[0], zhang_changed)
+        await busy_then_back(pilot, ui_server, key, screen)
+        await pilot.press("shift")  # changes nothing on any of these screens
+        await until(pilot, lambda: back(app, filled), what="filled after the key")
+        assert "网络繁忙" not in screen_text(app)
+
+
+async def nothing_first(pilot: Pilot) -> None:
+    """The helpdesk's home as it is after the staff login."""
+
+
+async def found_zhang(pilot: Pilot) -> None:
+    await search(pilot, ZHANG[0])
+
+
+async def type_a_search(pilot: Pilot) -> None:
+    await pilot.press(*"2024", "enter")
+
+
+async def reconcile_today(pilot: Pilot) -> None:
+    await pilot.press("f5")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ReconcileScreen), what="对账")
+    await pilot.press("enter")  # today's date
+    await until(pilot, lambda: isinstance(pilot.app.screen, Choice), what="the question")
+    await pilot.press("enter")  # 确认
+
+
+async def press_f6(pilot: Pilot) -> None:
+    await pilot.press("f6")
+
+
+async def press_enter(pilot: Pilot) -> None:
+    await pilot.press("enter")
+
+
+def table_rows(app: Any, table_id: str) -> int:
+    return app.screen.query_one(f"#{table_id}", DataTable).row_count
+
+
+@pytest.mark.parametrize(
+    ("before", "opening", "screen", "filled"),
+    [
+        (nothing_first, type_a_search, HelpdeskHome, lambda app: table_rows(app, "students") > 3),
+        (found_zhang, press_enter, StudentPage, lambda app: app.screen.detail is not None),
+        (nothing_first, press_f6, AuditScreen, lambda app: table_rows(app, "audit") > 0),
+        (
+            nothing_first,
+            reconcile_today,
+            ReconcileScreen,
+            lambda app: app.screen.query_one("#reconcile-result", Tr).key != "",
+        ),
+    ],
+    ids=["search", "student", "audit", "reconcile"],
+)
+async def test_a_helpdesk_page_fills_by_itself_when_the_backend_is_back(
+    helpdesk, ui_server, before, opening, screen, filled
+):
+    app = helpdesk()
+    async with app.run_test(size=SIZE) as pilot:
+        await staff_home(pilot, ui_server)
+        await before(pilot)
+        await ui_server.stop()
+        await opening(pilot)
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, screen) and RETRYING_ALONE.fullmatch(message(app)),
+            what=f"网络繁忙 retrying on {screen.__name__}",
+        )
+        await ui_server.start()
+        await until(pilot, lambda: back(app, filled), what="filled by itself", timeout=20)
+        assert "网络繁忙" not in screen_text(app)
 
 
 # ============================================================================ backend stops

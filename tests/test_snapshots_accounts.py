@@ -199,9 +199,9 @@ def test_login_locked(snap_compare, make_ui_app, ui_server, lang):
 @LANGS
 def test_login_backend_unreachable(snap_compare, clock, lang, monkeypatch):
     """No backend: 网络繁忙 on the message line, retrying by itself, no traceback."""
-    from epay_tui.screens import captcha_flow
+    from epay_tui.screens import base
 
-    monkeypatch.setattr(captcha_flow, "RETRY_DELAYS", (30,))  # the words must not move
+    monkeypatch.setattr(base, "RETRY_DELAYS", (30,))  # the words must not move
     url = closed_port_url()
     app = make_app(Settings(server=url, lang=lang), ApiClient(url), clock)
 

@@ -823,10 +823,10 @@ async def test_session_ended_by_the_backend_returns_to_login_saying_so(
 @pytest.mark.parametrize("key", ["tab", "2"], ids=["tab", "a digit typed into the student number"])
 async def test_unreachable_backend_says_busy_then_retries_on_a_key(clock, monkeypatch, key):
     from epay_tui.app import make_app
-    from epay_tui.screens import captcha_flow
+    from epay_tui.screens import base
 
     # a long automatic back-off: only the key can make the retry happen in this test
-    monkeypatch.setattr(captcha_flow, "RETRY_DELAYS", (300,))
+    monkeypatch.setattr(base, "RETRY_DELAYS", (300,))
     port = free_port()
     app = make_app(Settings(server=f"http://127.0.0.1:{port}", timeout=2), None, clock)
     backend: BackgroundServer | None = None

@@ -33,6 +33,16 @@ from epay_tui.screens.staff_login import KEYRING_SERVICE, StaffLoginScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import Tr
 from tests.conftest import CHEN, SCHOOL_TZ, STAFF, WANG, ZHANG, solve_captcha, solve_login
+from tests.helpdesk_flows import (
+    line,
+    message_key,
+    notices,
+    rows,
+    search,
+    staff_form,
+    staff_home,
+    submit_staff_login,
+)
 from tests.pilot_helpers import answer_for, until
 
 WANG_INITIAL = "221573Czgc"  # last six of 320481200607221573 + Czgc
@@ -67,77 +77,6 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
     keyring.set_keyring(ring)
     yield ring
     keyring.set_keyring(previous)
-
-
-# ---------------------------------------------------------------------------- waiting
-def message_key(app) -> str | None:
-    try:
-        return app.screen.query_one("#message", Tr).key
-    except Exception:
-        return None
-
-
-def line(app, widget_id: str) -> str:
-    """The words a ``Tr`` line of the current screen shows."""
-    return str(app.screen.query_one(f"#{widget_id}", Tr).render())
-
-
-def notices(app) -> list[str]:
-    return [str(n.message) for n in app._notifications]
-
-
-def rows(table: DataTable) -> list[list[str]]:
-    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
-
-
-# ---------------------------------------------------------------------------- flows
-async def staff_form(pilot: Pilot) -> StaffLoginScreen:
-    app = pilot.app
-    await until(
-        pilot,
-        lambda: isinstance(app.screen, StaffLoginScreen) and app.screen.captcha_id is not None,
-        "the staff login with a captcha",
-    )
-    return app.screen
-
-
-async def submit_staff_login(
-    pilot: Pilot, server: BackgroundServer, account: tuple[str, str], remember: bool = False
-) -> None:
-    """账号 → 密码 → 验证码 from the keyboard; remember me checked with space if asked."""
-    screen = await staff_form(pilot)
-    answer = answer_for(server, screen.captcha_id)
-    await pilot.press(*account[0], "tab", *account[1], "tab", *answer)
-    if remember:
-        await pilot.press("tab", "space", "tab", "enter")  # 记住我, then 登录
-    else:
-        await pilot.press("enter")
-
-
-async def staff_home(
-    pilot: Pilot, server: BackgroundServer, remember: bool = False
-) -> HelpdeskHome:
-    await submit_staff_login(pilot, server, STAFF, remember)
-    app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, HelpdeskHome), "服务台")
-    await until(pilot, lambda: getattr(app.focused, "id", None) == "search", "focus in search")
-    return app.screen
-
-
-async def search(pilot: Pilot, query: str) -> DataTable:
-    """Type ``query`` into 学号或姓名 (emptied first) and press enter."""
-    app = pilot.app
-    field = app.screen.query_one("#search", Input)
-    field.focus()
-    await pilot.pause()
-    await pilot.press("end", *["backspace"] * len(field.value), *query, "enter")
-    table = app.screen.query_one("#students", DataTable)
-    await until(
-        pilot,
-        lambda: app.focused is table or message_key(app) in ("staff.none_found", "error.FORBIDDEN"),
-        f"results for {query!r}",
-    )
-    return table
 
 
 async def open_student(pilot: Pilot, username: str) -> StudentPage:

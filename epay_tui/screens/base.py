@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("epay_tui.screens")
 T = TypeVar("T")
+RETRY_DELAYS = (1, 2, 4, 8, 15)
+"""Seconds between automatic fetches while the backend cannot be reached (then every 15)."""
+BUSY_RETRYING = "app.busy_retrying"
 
 
 class EpayScreen(Screen[Any]):
@@ -32,6 +37,7 @@ class EpayScreen(Screen[Any]):
     TITLE_KEY = ""
     HELP = ""
     KEY_HINTS: tuple[tuple[str, str], ...] = ()
+    _retry_now: asyncio.Event | None = None
 
     @property
     def epay(self) -> EpayApp:
@@ -62,6 +68,43 @@ class EpayScreen(Screen[Any]):
         key, values = describe(exc)
         self.say(key, severity="error", **values)
 
+    # ----------------------------------------------------------------- the failure policy
+    def load(
+        self,
+        fetch: Callable[[ApiClient], Awaitable[T]],
+        show: Callable[[T], Any],
+        *,
+        group: str = "load",
+    ) -> Worker[None]:
+        """Fetch what the screen shows and ``show`` it, by the one policy for reads.
+
+        The backend unreachable (or answering garbage) → 网络繁忙, and the same fetch again
+        by itself after 1, 2, 4, 8, then every 15 s, and at once on the next key; the
+        message goes at the first good answer. Everything else as :meth:`call_api`.
+        """
+
+        async def job() -> None:
+            api = await self.epay.api_client()
+            attempt = 0
+            while True:
+                try:
+                    result = await fetch(api)
+                    break
+                except (errors.TransportError, errors.InternalError) as exc:
+                    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                    attempt += 1
+                    log.info("%s: backend unreachable (%s), again in %s s", group, exc.code, delay)
+                    self.say(BUSY_RETRYING, severity="error", seconds=delay)
+                    await self._retry_wait(delay)
+                except Exception as exc:
+                    await self._call_failed(exc, None, group)
+                    return
+            if attempt and self.message.key == BUSY_RETRYING:
+                self.message.clear()
+            await self._call_done(show, result, group)
+
+        return self.run_worker(job(), group=group, exclusive=True, exit_on_error=False)
+
     def call_api(
         self,
         action: Callable[[ApiClient], Awaitable[T]],
@@ -70,36 +113,69 @@ class EpayScreen(Screen[Any]):
         failed: Callable[[errors.ApiError], bool] | None = None,
         group: str = "api",
     ) -> Worker[None]:
-        """Run ``action`` in a worker; ``done(result)`` on success.
+        """Run an action the user started in a worker; ``done(result)`` on success.
 
-        An ``ApiError`` goes to ``failed`` first (return True when handled), else it is
-        shown on the message line in words; anything unexpected is logged and goes the
-        same way as an ``InternalError``. Nothing reaches the screen as a traceback.
+        It is never repeated by itself (the key tries again, safe through its idempotency
+        key). An ``ApiError`` goes to ``failed`` first (return True when handled), else
+        it is shown on the message line in words; the backend ending the session goes
+        back to login saying why; anything unforeseen, in ``done`` too, is logged and
+        shown as 系统繁忙. Nothing reaches the screen as a traceback.
         """
 
         async def job() -> None:
             api = await self.epay.api_client()
             try:
                 result = await action(api)
-            except errors.ApiError as exc:
-                log.info("%s answered %s", group, exc.code)
-                if self.epay.session is not None and isinstance(
-                    exc, errors.Unauthenticated | errors.AccountLocked
-                ):  # the backend ended this session: start again at login, saying why
-                    key, values = describe(exc)
-                    await self.epay.end_session(key, "error", **values)
-                    return
-                if failed is None or not failed(exc):
-                    self.show_error(exc)
+            except Exception as exc:
+                await self._call_failed(exc, failed, group)
                 return
-            except Exception:
-                log.exception("unexpected failure in %s", group)
-                internal = errors.InternalError()
-                if failed is None or not failed(internal):
-                    self.show_error(internal)
-                return
-            followed = done(result)
-            if isinstance(followed, Awaitable):  # ``done`` may be a coroutine function
-                await followed
+            await self._call_done(done, result, group)
 
         return self.run_worker(job(), group=group, exclusive=True, exit_on_error=False)
+
+    async def _call_failed(
+        self,
+        exc: Exception,
+        failed: Callable[[errors.ApiError], bool] | None,
+        group: str,
+    ) -> None:
+        """A call that did not succeed, in words (see :meth:`call_api`)."""
+        if not isinstance(exc, errors.ApiError):
+            log.error("unexpected failure in %s", group, exc_info=exc)
+            exc = errors.InternalError()
+        else:
+            log.info("%s answered %s", group, exc.code)
+        if self.epay.session is not None and isinstance(
+            exc, errors.Unauthenticated | errors.AccountLocked
+        ):  # the backend ended this session: start again at login, saying why
+            key, values = describe(exc)
+            await self.epay.end_session(key, "error", **values)
+            return
+        if failed is None or not failed(exc):
+            self.show_error(exc)
+
+    async def _call_done(self, then: Callable[[T], Any], result: T, group: str) -> None:
+        """Run a success callback; a failure inside it is 系统繁忙, never a silent stop."""
+        try:
+            followed = then(result)
+            if isinstance(followed, Awaitable):  # ``then`` may be a coroutine function
+                await followed
+        except Exception as exc:
+            log.error("unexpected failure after %s", group, exc_info=exc)
+            self.show_error(errors.InternalError())
+
+    async def _retry_wait(self, delay: float) -> None:
+        """Wait ``delay`` seconds, or less if a key is pressed meanwhile."""
+        if self._retry_now is None:
+            self._retry_now = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._retry_now.wait(), timeout=delay)
+
+    def key_activity(self) -> bool:
+        """The app calls this with every key, before bindings or fields take it: a load
+        waiting to try again tries now. True would keep the key from going further (a
+        dialog that the key answered); the key still reaches its field here."""
+        if self._retry_now is not None:
+            self._retry_now.set()
+            self._retry_now = None
+        return False

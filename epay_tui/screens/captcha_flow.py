@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
-import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -14,18 +11,15 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Input
 
-from epay_tui.api import errors
 from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 from epay_tui.widgets.captcha import CaptchaImage
 from epay_tui.widgets.texts import Tr, TrButton
 
 if TYPE_CHECKING:
+    from epay_tui.api.client import ApiClient
     from epay_tui.api.models import Captcha, Meta
 
-log = logging.getLogger("epay_tui.screens")
-RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
-"""Back-off between automatic retries while the backend cannot be reached (seconds)."""
 
 
 class CaptchaForm(EpayScreen):
@@ -33,45 +27,18 @@ class CaptchaForm(EpayScreen):
 
     BINDINGS = [Binding("ctrl+r", "new_captcha", "refresh", id="refresh_captcha")]
     captcha_id: str | None = None
-    _busy = False
-    _retry_now: asyncio.Event | None = None
 
     def load_form(self) -> None:
-        """Meta and a first captcha, retried with back-off while the backend is away."""
-        self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
+        """Meta and a first captcha, fetched again by themselves while the backend is away."""
 
-    async def _load(self) -> None:
-        api = await self.epay.api_client()
-        self._retry_now = asyncio.Event()
-        attempt = 0
-        while True:
-            try:
-                meta = self.epay.meta or await api.meta()
-                captcha = await api.new_captcha()
-            except errors.ApiError as exc:
-                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-                attempt += 1
-                self._busy = True
-                self.say("app.busy_retrying", severity="error", seconds=delay)
-                log.info("backend unreachable: %s", exc.code)
-                self._retry_now.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._retry_now.wait(), timeout=delay)
-                continue
-            break
-        if self._busy:
-            self._busy = False
-            self.message.clear()
-        self.show_meta(meta)
-        self.show_captcha(captcha)
+        async def fetch(api: ApiClient) -> tuple[Meta, Captcha]:
+            return self.epay.meta or await api.meta(), await api.new_captcha()
 
-    def key_activity(self) -> bool:
-        """Any key (the app tells us before bindings or fields take it) retries now.
+        def show(loaded: tuple[Meta, Captcha]) -> None:
+            self.show_meta(loaded[0])
+            self.show_captcha(loaded[1])
 
-        The key still goes on to its field: typing is never lost to a retry."""
-        if self._busy and self._retry_now is not None:
-            self._retry_now.set()
-        return False
+        self.load(fetch, show, group="load")
 
     def show_meta(self, meta: Meta) -> None:
         self.epay.meta = meta

@@ -89,7 +89,7 @@ class FeesScreen(EpayScreen):
         async def fetch(api):
             return await api.meta(), await api.fees()
 
-        self.call_api(fetch, self._loaded, group="fees")
+        self.load(fetch, self._loaded, group="fees")
 
     def _loaded(self, result) -> None:
         meta, fees = result

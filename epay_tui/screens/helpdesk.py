@@ -84,7 +84,7 @@ class HelpdeskHome(EpayScreen):
     @on(Input.Submitted, "#search")
     def search(self, event: Input.Submitted) -> None:
         query = event.value.strip()
-        self.call_api(lambda api: api.staff_students(query), self._show, group="search")
+        self.load(lambda api: api.staff_students(query), self._show, group="search")
 
     def _show(self, found: StudentList) -> None:
         self.found = found
@@ -170,7 +170,7 @@ class StudentPage(EpayScreen):
 
     def reload(self) -> None:
         name = self.username
-        self.call_api(lambda api: api.staff_student(name), self._show, group="student")
+        self.load(lambda api: api.staff_student(name), self._show, group="student")
 
     def _show(self, detail: StudentDetail) -> None:
         self.detail = detail
@@ -318,7 +318,7 @@ class ReconcileScreen(EpayScreen):
         )
 
     def _run(self, day: date) -> None:
-        self.call_api(lambda api: api.staff_reconcile(day), self._show, group="reconcile")
+        self.load(lambda api: api.staff_reconcile(day), self._show, group="reconcile")
 
     def _show(self, result: ReconcileResult) -> None:
         self.query_one("#reconcile-result", Tr).show(
@@ -348,7 +348,7 @@ class AuditScreen(EpayScreen):
 
     def on_mount(self) -> None:
         self.query_one("#audit", DataTable).focus()
-        self.call_api(lambda api: api.staff_audit(100), self._show, group="audit")
+        self.load(lambda api: api.staff_audit(100), self._show, group="audit")
 
     def retranslate(self) -> None:
         _relabel(self.query_one("#audit", DataTable), self.COLUMNS, self.app.language)

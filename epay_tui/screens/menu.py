@@ -41,7 +41,7 @@ class MenuScreen(EpayScreen):
         session = self.epay.session
         if session is not None and not session.looked_for_open_orders:
             session.looked_for_open_orders = True
-            self.call_api(lambda api: api.list_orders(), self._resume_unfinished, group="resume")
+            self.load(lambda api: api.list_orders(), self._resume_unfinished, group="resume")
 
     def _resume_unfinished(self, orders: Orders) -> None:
         """Back after a crash or on another device: lead straight to the unfinished order."""

@@ -39,7 +39,7 @@ class OrdersScreen(EpayScreen):
         table.focus()
 
     def on_screen_resume(self) -> None:
-        self.call_api(lambda api: api.list_orders(), self._show, group="orders")
+        self.load(lambda api: api.list_orders(), self._show, group="orders")
 
     def retranslate(self) -> None:
         table = self.query_one(DataTable)

@@ -55,7 +55,7 @@ class ProfileScreen(EpayScreen):
         profile = self.epay.session.profile if self.epay.session else None
         if profile is not None:
             self._show(profile)
-        self.call_api(lambda api: api.me(), self._show, group="profile")
+        self.load(lambda api: api.me(), self._show, group="profile")
 
     def _show(self, profile: Profile) -> None:
         self.epay.set_profile(profile)
