@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import events
 from textual.app import App
@@ -16,6 +16,7 @@ from textual.screen import Screen
 
 from epay_tui.api.clock import Clock, SystemClock
 from epay_tui.api.rules import printable_only
+from epay_tui.flow.session import ServerClock, Session
 from epay_tui.i18n import other
 
 if TYPE_CHECKING:  # the client (httpx, pydantic) is imported after the first frame
@@ -25,24 +26,30 @@ if TYPE_CHECKING:  # the client (httpx, pydantic) is imported after the first fr
 
 log = logging.getLogger("epay_tui")
 KIOSK_TICK_SECONDS = 0.25
-CLOCK_SKEW_TOLERANCE = timedelta(seconds=5)
-"""A gap between this machine's clock and the backend's up to this is latency, not skew."""
 IDLE_COUNTDOWN_SECONDS = 20
 KIOSK_RETURN_AFTER_PAYMENT = 30
 
-
-@dataclass
-class StudentSession:
-    """Who is logged in. Built at login, dropped whole at logout."""
-
-    username: str
-    role: str
-    profile: Profile | None = None
-    next_group: list[str] = field(default_factory=list)
-    """Item ids 全选 left for the next order (the other receipt type)."""
-    continue_group: list[str] = field(default_factory=list)
-    """``next_group`` once the first order is paid: 自助缴费 checks these next."""
-    looked_for_open_orders: bool = False
+SCREENS_BY_NAME = {
+    "login": "login:LoginScreen",
+    "staff_login": "staff_login:StaffLoginScreen",
+    "change_password": "change_password:ChangePasswordScreen",
+    "reset_password": "reset_password:ResetPasswordScreen",
+    "menu": "menu:MenuScreen",
+    "fees": "fees:FeesScreen",
+    "orders": "orders:OrdersScreen",
+    "profile": "profile:ProfileScreen",
+    "confirm_order": "confirm_order:ConfirmOrderScreen",
+    "pay": "pay:PayScreen",
+    "help": "help:HelpScreen",
+    "helpdesk": "helpdesk_home:HelpdeskHome",
+    "student": "student_page:StudentPage",
+    "reconcile": "reconcile:ReconcileScreen",
+    "audit": "audit:AuditScreen",
+    "idle_countdown": "kiosk:IdleCountdown",
+    "staff_pin": "kiosk:StaffPin",
+}
+"""Every screen by name, in ``epay_tui.screens``: screens never import one another; they
+ask the app for the next one by name, and a screen's module is loaded when first shown."""
 
 
 class EpayApp(App[None]):
@@ -73,10 +80,8 @@ class EpayApp(App[None]):
         self.clock = clock or SystemClock()
         self.api: ApiClient | None = client
         self._api_ready = asyncio.Event()
-        self.session: StudentSession | None = None
-        self._meta: Meta | None = None
-        self.server_offset = timedelta(0)
-        """How far the backend's clock is ahead of this machine's (0 within 5 s)."""
+        self.session: Session | None = None
+        self.server_clock = ServerClock(self.clock)
         self.embedded = None
         self.language = settings.lang
         self.animation_level = "none"
@@ -87,19 +92,19 @@ class EpayApp(App[None]):
     @property
     def meta(self) -> Meta | None:
         """The backend's ``/meta`` as last fetched (school, payee, hours, its clock)."""
-        return self._meta
+        return self.server_clock.meta
 
     @meta.setter
-    def meta(self, meta: Meta | None) -> None:
-        self._meta = meta
-        if meta is not None:
-            skew = meta.server_time - self.clock.now()
-            self.server_offset = skew if abs(skew) > CLOCK_SKEW_TOLERANCE else timedelta(0)
+    def meta(self, meta: Meta) -> None:
+        self.server_clock.saw(meta)
+
+    @property
+    def server_offset(self) -> timedelta:
+        return self.server_clock.offset
 
     def server_now(self) -> datetime:
-        """The backend's time: this machine's clock, corrected when it is more than 5 s
-        off (a kiosk set to the wrong time still counts an order down rightly)."""
-        return self.clock.now() + self.server_offset
+        """The backend's time (see :class:`ServerClock`)."""
+        return self.server_clock.now()
 
     # ----------------------------------------------------------------- start-up
     def on_mount(self) -> None:
@@ -131,15 +136,33 @@ class EpayApp(App[None]):
         self.api = ApiClient(url, timeout=self.settings.timeout)
         self._api_ready.set()
 
+    # ----------------------------------------------------------------- navigation
+    def build(self, name: str, **arguments: Any) -> Screen:
+        """The screen called ``name`` in :data:`SCREENS_BY_NAME`, made with ``arguments``."""
+        module, _, cls = SCREENS_BY_NAME[name].partition(":")
+        return getattr(importlib.import_module(f"epay_tui.screens.{module}"), cls)(**arguments)
+
+    def showing(self, name: str) -> bool:
+        """Whether the active screen is the one called ``name``."""
+        module, _, cls = SCREENS_BY_NAME[name].partition(":")
+        kind = type(self.screen)
+        return kind.__module__ == f"epay_tui.screens.{module}" and kind.__name__ == cls
+
+    def go(self, name: str, callback: Any = None, **arguments: Any) -> None:
+        """Show screen ``name`` over this one; ``callback`` gets what it is dismissed with."""
+        self.push_screen(self.build(name, **arguments), callback)
+
+    def go_instead(self, name: str, **arguments: Any) -> None:
+        """Show screen ``name`` in place of this one."""
+        self.switch_screen(self.build(name, **arguments))
+
+    def start_over(self, name: str, **arguments: Any) -> None:
+        """Drop every screen above the base and show screen ``name`` alone."""
+        self.show_fresh(self.build(name, **arguments))
+
     def login_screen(self, **notice: object) -> Screen:
         """The way in: the student login, or the staff login at a helpdesk."""
-        if self.settings.helpdesk:
-            from epay_tui.screens.staff_login import StaffLoginScreen
-
-            return StaffLoginScreen(**notice)
-        from epay_tui.screens.login import LoginScreen
-
-        return LoginScreen(**notice)
+        return self.build("staff_login" if self.settings.helpdesk else "login", **notice)
 
     async def api_client(self) -> ApiClient:
         """The API client, once the backend is known (at once unless embedded)."""
@@ -150,17 +173,25 @@ class EpayApp(App[None]):
     async def on_unmount(self) -> None:
         if self.api is not None:
             await self.api.aclose()
-        if self.embedded is not None:
-            self.embedded.stop()
+        if self.embedded is not None:  # quitting never waits on the embedded backend
+            self.embedded.stop_soon()
 
     # ----------------------------------------------------------------- session
     def begin_session(self, username: str, role: str) -> None:
-        self.session = StudentSession(username=username, role=role)
+        self.session = Session(username=username, role=role)
 
     def set_profile(self, profile: Profile) -> None:
         if self.session is not None:
             self.session.profile = profile
         self.user = (profile.username, profile.name)
+
+    def order_paid(self) -> None:
+        """An order was paid on 扫码支付: the group 全选 left is checked next on 自助缴费,
+        and a kiosk goes back to a clean login 30 s later."""
+        if self.session is not None:
+            self.session.order_paid()
+        if self.settings.kiosk:
+            self.kiosk_return_at = self.clock.now() + timedelta(seconds=KIOSK_RETURN_AFTER_PAYMENT)
 
     def show_fresh(self, screen: Screen) -> None:
         """Drop every screen above the base and show ``screen`` alone."""
@@ -229,13 +260,11 @@ class EpayApp(App[None]):
                     retranslate()
 
     def action_help(self) -> None:
-        from epay_tui.screens.help import HelpScreen
-
-        if isinstance(self.screen, HelpScreen):
+        if self.showing("help"):
             return
         topic = getattr(self.screen, "HELP", None)
         if topic:
-            self.push_screen(HelpScreen(topic))
+            self.go("help", topic=topic)
 
     async def action_quit(self) -> None:
         """Textual's own quit path (its bindings, the palette) goes through the PIN too."""
@@ -243,26 +272,24 @@ class EpayApp(App[None]):
 
     async def action_quit_app(self) -> None:
         """Quit; a kiosk asks for the staff PIN first."""
-        from epay_tui.screens.kiosk import StaffPin
-
         if not self.settings.kiosk:
             self.exit()
-        elif not isinstance(self.screen, StaffPin):
-            self.push_screen(
-                StaffPin(self.settings.staff_pin_hash), lambda ok: self.exit() if ok else None
+        elif not self.showing("staff_pin"):
+            self.go(
+                "staff_pin",
+                lambda ok: self.exit() if ok else None,
+                pin_hash=self.settings.staff_pin_hash,
             )
 
     # ----------------------------------------------------------------- kiosk
     def kiosk_tick(self) -> None:
         """Idle too long → a countdown, then logout; 支付成功 → back to login after 30 s."""
-        from epay_tui.screens.kiosk import IdleCountdown
-
         now = self.clock.now()
         if self.kiosk_return_at is not None and now >= self.kiosk_return_at:
             self.run_worker(self.end_session(), exclusive=True, group="kiosk")
             return
         screen = self.screen
-        if isinstance(screen, IdleCountdown):
+        if self.showing("idle_countdown"):
             screen.tick()
             if screen.seconds_left() <= 0:
                 self.run_worker(self.end_session("kiosk.logged_out"), exclusive=True, group="kiosk")
@@ -270,19 +297,16 @@ class EpayApp(App[None]):
         idle = (now - self.last_activity).total_seconds()
         if idle >= self.settings.idle_timeout and not self._pristine():
             deadline = now + timedelta(seconds=IDLE_COUNTDOWN_SECONDS)
-            self.push_screen(IdleCountdown(deadline))
+            self.go("idle_countdown", deadline=deadline)
 
     def _pristine(self) -> bool:
         """A clean login that nobody has typed into: nothing to wipe."""
         from textual.widgets import Input
 
-        from epay_tui.screens.login import LoginScreen
-
-        screen = self.screen
         return (
             self.session is None
-            and isinstance(screen, LoginScreen)
-            and not any(field.value for field in screen.query(Input))
+            and self.showing("login")
+            and not any(field.value for field in self.screen.query(Input))
         )
 
 

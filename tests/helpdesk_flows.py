@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
-from epay_tui.screens.helpdesk import HelpdeskHome
+from epay_tui.screens.helpdesk_home import HelpdeskHome
 from epay_tui.screens.staff_login import StaffLoginScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import Tr
@@ -82,5 +82,3 @@ async def search(pilot: Pilot, query: str) -> DataTable:
         f"results for {query!r}",
     )
     return table
-
-

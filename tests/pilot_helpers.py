@@ -4,6 +4,7 @@ read a captcha's answer."""
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -58,13 +59,16 @@ def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
     return row["answer"]
 
 
-async def settle_workers(pilot: Pilot) -> None:
-    """Let every worker finish (workers may start more workers), then repaint."""
-    for _ in range(5):
+async def settle_workers(pilot: Pilot, rounds: int = 5) -> None:
+    """Let every worker finish (workers may start more workers), then repaint; fails,
+    naming them, if workers are still running after ``rounds`` rounds."""
+    for _ in range(rounds):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         if not any(worker.is_running for worker in pilot.app.workers):
-            break
+            return
+    running = [f"{w.group}:{w.name}" for w in pilot.app.workers if w.is_running]
+    raise AssertionError(f"workers still running after {rounds} rounds: {running}")
 
 
 async def still(pilot: Pilot) -> None:
@@ -76,7 +80,29 @@ async def still(pilot: Pilot) -> None:
     await pilot.pause()
 
 
+def snapshot(snap_compare, app, run_before, size, settle=still) -> bool:
+    """``snap_compare`` after ``run_before`` and ``settle``; the screen must show no code
+    the backend sends (``PHONE_INVALID``, ``in_order``, ``not_on_statement`` ...) as it is."""
+
+    async def run(pilot: Pilot) -> None:
+        await run_before(pilot)
+        await settle(pilot)
+        assert codes_on_screen(pilot.app) == [], "a code on screen instead of words"
+        await pilot.pause()
+
+    return snap_compare(app, terminal_size=size, run_before=run)
+
+
 # ---------------------------------------------------------------------------- reading
+CODE_LIKE = re.compile(r"\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]+|[a-z]+(?:_[a-z]+)+)\b")
+"""What a code looks like: UPPER_SNAKE (error codes, profile problems, policy reasons) or
+lower_snake (states, kinds, audit actions)."""
+
+
+def codes_on_screen(app: Any) -> list[str]:
+    return CODE_LIKE.findall(screen_text(app))
+
+
 def plain(renderable: object, width: int = WIDTH) -> str:
     """A renderable (str, Text, Content, or any Rich renderable) as plain text."""
     if isinstance(renderable, str):

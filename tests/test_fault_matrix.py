@@ -30,13 +30,16 @@ from epay_tui.api.clock import ManualClock
 from epay_tui.app import make_app
 from epay_tui.config import Settings
 from epay_tui.screens import base
+from epay_tui.screens.audit import AuditScreen
 from epay_tui.screens.confirm_order import ConfirmOrderScreen
 from epay_tui.screens.dialog import Choice
 from epay_tui.screens.fees import FeesScreen
-from epay_tui.screens.helpdesk import AuditScreen, HelpdeskHome, ReconcileScreen, StudentPage
+from epay_tui.screens.helpdesk_home import HelpdeskHome
 from epay_tui.screens.orders import OrdersScreen
 from epay_tui.screens.pay import PayScreen
 from epay_tui.screens.profile import ProfileScreen
+from epay_tui.screens.reconcile import ReconcileScreen
+from epay_tui.screens.student_page import StudentPage
 from epay_tui.server import security
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.gateway import NOTIFY_RETRY_SECONDS

@@ -37,13 +37,14 @@ from epay_tui.api.kdf import hash_password
 from epay_tui.cli import log_to_file
 from epay_tui.screens.change_password import ChangePasswordScreen
 from epay_tui.screens.dialog import Choice
-from epay_tui.screens.helpdesk import HelpdeskHome, StudentPage
+from epay_tui.screens.helpdesk_home import HelpdeskHome
 from epay_tui.screens.kiosk import StaffPin
 from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.profile import ProfileScreen
 from epay_tui.screens.reset_password import ResetPasswordScreen
 from epay_tui.screens.staff_login import StaffLoginScreen
+from epay_tui.screens.student_page import StudentPage
 from epay_tui.server import security
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer

@@ -18,7 +18,7 @@ from epay_tui.api.client import ApiClient
 from epay_tui.app import make_app
 from epay_tui.config import Settings
 from tests.conftest import LI, WANG, ZHANG, latest_captcha_answer
-from tests.pilot_helpers import settle_workers, still
+from tests.pilot_helpers import settle_workers, snapshot
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
@@ -128,11 +128,7 @@ def closed_port_url() -> str:
 
 
 def shot(snap_compare, app, run_before) -> bool:
-    async def run(pilot: Pilot) -> None:
-        await run_before(pilot)
-        await still(pilot)
-
-    return snap_compare(app, terminal_size=SIZE, run_before=run)
+    return snapshot(snap_compare, app, run_before, SIZE)
 
 
 # ----------------------------------------------------------------------------- login

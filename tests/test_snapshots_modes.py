@@ -16,15 +16,18 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
 from epay_tui.api.kdf import hash_password
+from epay_tui.screens.audit import AuditScreen
 from epay_tui.screens.dialog import Choice
-from epay_tui.screens.helpdesk import AuditScreen, HelpdeskHome, ReconcileScreen, StudentPage
+from epay_tui.screens.helpdesk_home import HelpdeskHome
 from epay_tui.screens.kiosk import IdleCountdown, StaffPin
 from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
+from epay_tui.screens.reconcile import ReconcileScreen
 from epay_tui.screens.staff_login import StaffLoginScreen
+from epay_tui.screens.student_page import StudentPage
 from epay_tui.widgets.texts import Tr
-from tests.conftest import CHEN, STAFF, WANG, latest_captcha_answer
-from tests.pilot_helpers import settle_workers, still, until
+from tests.conftest import CHEN, LI, STAFF, WANG, latest_captcha_answer
+from tests.pilot_helpers import settle_workers, snapshot, until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
@@ -36,11 +39,7 @@ RunBefore = Callable[[Pilot], Awaitable[None]]
 
 # ----------------------------------------------------------------------------- helpers
 def shot(snap_compare, app, run_before: RunBefore) -> bool:
-    async def run(pilot: Pilot) -> None:
-        await run_before(pilot)
-        await still(pilot)
-
-    return snap_compare(app, terminal_size=SIZE, run_before=run)
+    return snapshot(snap_compare, app, run_before, SIZE)
 
 
 def on(pilot: Pilot, screen_type: type) -> bool:
@@ -77,14 +76,18 @@ async def search(pilot: Pilot, query: str) -> None:
     await settle_workers(pilot)
 
 
-async def wang_page(pilot: Pilot, server) -> None:
+async def student_page(pilot: Pilot, server, username: str) -> None:
     await staff_home(pilot, server)
-    await search(pilot, WANG[0])
+    await search(pilot, username)
     await pilot.press("enter")
     await until(
-        pilot, lambda: on(pilot, StudentPage) and pilot.app.screen.detail is not None, "王磊"
+        pilot, lambda: on(pilot, StudentPage) and pilot.app.screen.detail is not None, username
     )
     await settle_workers(pilot)
+
+
+async def wang_page(pilot: Pilot, server) -> None:
+    await student_page(pilot, server, WANG[0])
 
 
 async def answer_dialog(pilot: Pilot, screen_type: type) -> None:
@@ -121,6 +124,16 @@ def test_student_page_wang(snap_compare, make_ui_app, ui_server, lang):
 
     async def run_before(pilot):
         await wang_page(pilot, ui_server)
+
+    assert shot(snap_compare, make_ui_app(lang=lang, helpdesk=True), run_before)
+
+
+@LANGS
+def test_student_page_li_problems_in_words(snap_compare, make_ui_app, ui_server, lang):
+    """李娜: her phone invalid and e-mail missing, said in words (never PHONE_INVALID)."""
+
+    async def run_before(pilot):
+        await student_page(pilot, ui_server, LI[0])
 
     assert shot(snap_compare, make_ui_app(lang=lang, helpdesk=True), run_before)
 

@@ -39,7 +39,7 @@ from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
 from tests.conftest import NEW_ZHANG, SCHOOL_TZ, ZHANG, solve_login, ui_config
 from tests.payment_flows import busy, log_in, open_fees, settle
-from tests.pilot_helpers import until
+from tests.pilot_helpers import snapshot, until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
@@ -161,12 +161,7 @@ async def dialog(pilot: Pilot) -> None:
 
 
 def shot(snap_compare, app, run_before: RunBefore, size: tuple[int, int] = SIZE) -> bool:
-    async def run(pilot: Pilot) -> None:
-        await run_before(pilot)
-        await settle(pilot)
-        await pilot.pause()
-
-    return snap_compare(app, terminal_size=size, run_before=run)
+    return snapshot(snap_compare, app, run_before, size, settle=settle)
 
 
 # ============================================================================ 自助缴费

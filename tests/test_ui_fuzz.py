@@ -36,7 +36,7 @@ from epay_tui.config import Settings
 from epay_tui.i18n import has
 from epay_tui.i18n.zh_CN import MESSAGES
 from epay_tui.screens.change_password import ChangePasswordScreen
-from epay_tui.screens.helpdesk import HelpdeskHome
+from epay_tui.screens.helpdesk_home import HelpdeskHome
 from epay_tui.screens.kiosk import StaffPin
 from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen

@@ -27,9 +27,13 @@ from epay_tui.api import errors
 from epay_tui.api.client import ApiClient, new_idempotency_key
 from epay_tui.app import make_app
 from epay_tui.config import Settings
+from epay_tui.flow.remember import KEYRING_SERVICE
+from epay_tui.screens.audit import AuditScreen
 from epay_tui.screens.dialog import Choice
-from epay_tui.screens.helpdesk import AuditScreen, HelpdeskHome, ReconcileScreen, StudentPage
-from epay_tui.screens.staff_login import KEYRING_SERVICE, StaffLoginScreen
+from epay_tui.screens.helpdesk_home import HelpdeskHome
+from epay_tui.screens.reconcile import ReconcileScreen
+from epay_tui.screens.staff_login import StaffLoginScreen
+from epay_tui.screens.student_page import StudentPage
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import Tr
 from tests.conftest import CHEN, SCHOOL_TZ, STAFF, WANG, ZHANG, solve_captcha, solve_login

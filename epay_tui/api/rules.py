@@ -45,6 +45,24 @@ def is_single_receipt_type(items: Iterable[HasReceiptType]) -> bool:
     return len(receipt_types(items)) <= 1
 
 
+def receipt_type_of(kinds: Iterable[str]) -> ReceiptType | None:
+    """The one receipt type of fees of these kinds; None when they mix (or are none)."""
+    found = {receipt_type_for(kind) for kind in kinds}
+    return found.pop() if len(found) == 1 else None
+
+
+class Payable(Protocol):
+    @property
+    def state(self) -> str: ...
+    @property
+    def outstanding(self) -> int: ...
+
+
+def payable(item: Payable) -> bool:
+    """A fee item that can go into a new order: unpaid, something still owed."""
+    return item.state == "unpaid" and item.outstanding > 0
+
+
 def conflicts_with_selection(selected: Iterable[HasReceiptType], item: HasReceiptType) -> bool:
     """Would checking ``item`` mix receipt types in the current selection?"""
     kinds = receipt_types(selected)
@@ -182,9 +200,16 @@ def common_passwords() -> frozenset[str]:
 
 
 def password_problems(
-    password: str, username: str = "", old_password: str | None = None
+    password: str,
+    username: str = "",
+    old_password: str | None = None,
+    *,
+    same_as_old: bool = False,
 ) -> list[PasswordReason]:
-    """Every rule of the policy that ``password`` fails, in the contract's order."""
+    """Every rule of the policy that ``password`` fails, in the contract's order.
+
+    ``SAME_AS_OLD`` when it equals ``old_password``, or when the caller knows so another
+    way (``same_as_old``: the backend checks a reset's new password against the hash)."""
     reasons: list[PasswordReason] = []
     if len(password) < PASSWORD_MIN:
         reasons.append("TOO_SHORT")
@@ -200,7 +225,7 @@ def password_problems(
         reasons.append("INITIAL_PATTERN")
     if password.lower() in common_passwords():
         reasons.append("COMMON")
-    if old_password is not None and password == old_password:
+    if same_as_old or (old_password is not None and password == old_password):
         reasons.append("SAME_AS_OLD")
     return reasons
 

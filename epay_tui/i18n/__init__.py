@@ -32,6 +32,13 @@ def has(key: str) -> bool:
     return key in zh_CN.MESSAGES
 
 
+def in_words(lang: str, kind: str, code: str) -> str:
+    """A code the backend sends (an audit action, a discrepancy kind ...) in words; one
+    that no catalog knows yet keeps its code rather than showing nothing."""
+    key = f"{kind}.{code}"
+    return tr(lang, key) if has(key) else code
+
+
 def other(lang: str) -> Language:
     """The language ``f2`` switches to."""
     return "en" if lang == "zh" else "zh"

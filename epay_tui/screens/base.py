@@ -16,6 +16,7 @@ from textual.worker import Worker
 from epay_tui.api import errors
 from epay_tui.i18n import tr
 from epay_tui.i18n.errors import describe
+from epay_tui.screens.dialog import Choice
 from epay_tui.widgets.chrome import AppHeader, KeyBar
 from epay_tui.widgets.texts import Tr
 
@@ -67,6 +68,24 @@ class EpayScreen(Screen[Any]):
     def show_error(self, exc: errors.ApiError) -> None:
         key, values = describe(exc)
         self.say(key, severity="error", **values)
+
+    def offer_resume(self, order_no: str) -> None:
+        """Ask whether to go on with an unfinished order, then open it on 扫码支付."""
+
+        def answered(answer: str | None) -> None:
+            if answer == "resume":
+                self.call_api(
+                    lambda api: api.get_order(order_no),
+                    lambda order: self.epay.go("pay", order=order),
+                    group="resume",
+                )
+
+        question = Choice(
+            "fees.resume_question",
+            [("resume", "fees.resume"), ("cancel", "fees.cancel")],
+            order_no=order_no,
+        )
+        self.app.push_screen(question, answered)
 
     # ----------------------------------------------------------------- the failure policy
     def load(

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from epay_tui.api.models import Captcha, Meta
 
 
-
 class CaptchaForm(EpayScreen):
     """A screen whose form ends in 验证码 with the image under it; ``ctrl+r`` 换一张."""
 

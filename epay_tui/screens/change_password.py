@@ -106,11 +106,9 @@ class ChangePasswordScreen(EpayScreen):
         return False
 
     def _changed(self) -> None:
-        from epay_tui.screens.menu import MenuScreen
-
         self._old_password = None
         self.app.notify(self.t("password.done"))
-        self.epay.show_fresh(MenuScreen())
+        self.epay.start_over("menu")
 
     async def action_back(self) -> None:
         if self.forced:  # no way past a forced change but out

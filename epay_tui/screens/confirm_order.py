@@ -107,23 +107,17 @@ class ConfirmOrderScreen(EpayScreen):
         self.call_api(create_and_pay, self._to_pay, failed=self._failed, group="submit")
 
     def _to_pay(self, result: tuple[Order, PayQr]) -> None:
-        from epay_tui.screens.pay import PayScreen
-
         order, qr = result
         self.submitting = False
-        self.app.switch_screen(PayScreen(order, qr))
+        self.epay.go_instead("pay", order=order, qr=qr)
 
     def _failed(self, exc: errors.ApiError) -> bool:
-        from epay_tui.screens.profile import ProfileScreen
-
         self.submitting = False
         if isinstance(exc, errors.ProfileIncomplete):
-            self.app.switch_screen(ProfileScreen(reason="PROFILE_INCOMPLETE"))
+            self.epay.go_instead("profile", reason="PROFILE_INCOMPLETE")
             return True
         if isinstance(exc, errors.ItemInOpenOrder):
-            from epay_tui.screens.pay import offer_resume
-
-            offer_resume(self, exc.details.get("order_no", ""))
+            self.offer_resume(exc.details.get("order_no", ""))
             return True
         return False
 

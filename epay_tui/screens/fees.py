@@ -30,10 +30,6 @@ COLUMNS = (
 TAG_KEY = "tag:"
 
 
-def payable(item: FeeItem) -> bool:
-    return item.state == "unpaid" and item.outstanding > 0
-
-
 class FeesScreen(EpayScreen):
     TITLE_KEY = "fees.title"
     HELP = "help.fees"
@@ -100,19 +96,13 @@ class FeesScreen(EpayScreen):
         if first_load and fees.tags:
             self.open_tags = {fees.tags[0].tag}
         self.checked = {
-            k: item for k in self.checked if (item := self.items.get(k)) and payable(item)
+            k: item for k in self.checked if (item := self.items.get(k)) and rules.payable(item)
         }
         session = self.epay.session
-        if session is not None and session.continue_group:  # the first group was paid
-            group = [
-                self.items[i]
-                for i in session.continue_group
-                if i in self.items and payable(self.items[i])
-            ]
-            session.continue_group = []
-            if group:
-                self.checked = {i.id: i for i in group}
-                self.say("fees.continue_rest", severity="ok")
+        group = session.take_next(self.items) if session is not None else []
+        if group:  # the first group was paid: the rest is checked next
+            self.checked = {i.id: i for i in group}
+            self.say("fees.continue_rest", severity="ok")
         self._render_rows(cursor_on_first_payable=first_load)
         self._show_hours()
 
@@ -154,7 +144,7 @@ class FeesScreen(EpayScreen):
                 continue
             for item in tag.items:
                 table.add_row(*self._cells(item), key=item.id)
-                if first_payable is None and payable(item):
+                if first_payable is None and rules.payable(item):
                     first_payable = item.id
         target = first_payable if cursor_on_first_payable else keep
         if target is not None and target in table.rows:
@@ -164,7 +154,7 @@ class FeesScreen(EpayScreen):
 
     def _cells(self, item: FeeItem) -> tuple:
         lang = self.app.language
-        mark = "[✓]" if item.id in self.checked else "[ ]" if payable(item) else " - "
+        mark = "[✓]" if item.id in self.checked else "[ ]" if rules.payable(item) else " - "
         state = tr(lang, f"fees.state.{item.state}")
         if item.state == "in_order" and item.order_no:  # the full number is on the detail line
             state += f" …{item.order_no[-4:]}"
@@ -220,7 +210,7 @@ class FeesScreen(EpayScreen):
             self._update_row(item)
         elif item.state == "in_order":
             self._offer_resume(item)
-        elif not payable(item):
+        elif not rules.payable(item):
             self.say("fees.already_paid")
         elif rules.conflicts_with_selection(self.checked.values(), item):
             self.app.push_screen(
@@ -245,12 +235,16 @@ class FeesScreen(EpayScreen):
         if self.fees is None:
             return
         candidates = [
-            i for t in self.fees.tags if t.tag in self.open_tags for i in t.items if payable(i)
+            i
+            for t in self.fees.tags
+            if t.tag in self.open_tags
+            for i in t.items
+            if rules.payable(i)
         ]
         now, later = rules.first_group(candidates)
         self.checked = {i.id: i for i in now}
         if self.epay.session is not None:
-            self.epay.session.next_group = [i.id for i in later]
+            self.epay.session.leave_for_later(later)
         if later:
             self.say("fees.fiscal_first", severity="ok")
         else:
@@ -258,9 +252,7 @@ class FeesScreen(EpayScreen):
         self._render_rows()
 
     def _offer_resume(self, item: FeeItem) -> None:
-        from epay_tui.screens.pay import offer_resume
-
-        offer_resume(self, item.order_no or "")
+        self.offer_resume(item.order_no or "")
 
     # ----------------------------------------------------------------- paying
     @on(DataTable.RowSelected)
@@ -273,15 +265,13 @@ class FeesScreen(EpayScreen):
 
     @on(TrButton.Pressed, "#go-pay")
     def go_pay(self) -> None:
-        from epay_tui.screens.confirm_order import ConfirmOrderScreen
-
         if self.query_one("#go-pay", TrButton).disabled:
             self._show_hours()
             return
         if not self.checked:
             self.say("fees.nothing_checked", severity="error")
             return
-        self.app.push_screen(ConfirmOrderScreen(list(self.checked.values())))
+        self.epay.go("confirm_order", items=list(self.checked.values()))
 
     @on(TrButton.Pressed, "#select-all")
     def _select_all_pressed(self) -> None:

@@ -69,12 +69,19 @@ class StaffPin(ModalScreen[bool]):
             self.query_one("#pin-message", Tr).show("kiosk.no_pin", severity="error")
 
     @on(Input.Submitted, "#pin")
-    def check(self, event: Input.Submitted) -> None:
-        if self.pin_hash and verify_password(event.value, self.pin_hash):
-            self.dismiss(True)
-            return
+    async def check(self, event: Input.Submitted) -> None:
+        """scrypt takes tens of milliseconds: it runs in a thread, the screen stays live."""
+        pin, pin_hash = event.value, self.pin_hash
         event.input.value = ""
-        self.query_one("#pin-message", Tr).show("kiosk.pin_wrong", severity="error")
+        if pin_hash is None:
+            return
+        checking = self.run_worker(
+            lambda: verify_password(pin, pin_hash), thread=True, group="pin", exclusive=True
+        )
+        if await checking.wait():
+            self.dismiss(True)
+        else:
+            self.query_one("#pin-message", Tr).show("kiosk.pin_wrong", severity="error")
 
     def action_cancel(self) -> None:
         self.dismiss(False)

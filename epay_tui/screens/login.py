@@ -103,9 +103,6 @@ class LoginScreen(CaptchaForm):
         return True
 
     async def _logged_in(self, result: LoginResult, username: str, password: str) -> None:
-        from epay_tui.screens.change_password import ChangePasswordScreen
-        from epay_tui.screens.menu import MenuScreen
-
         self.epay.begin_session(username, result.role)
         api = await self.epay.api_client()
         try:
@@ -114,15 +111,13 @@ class LoginScreen(CaptchaForm):
             self.show_error(exc)
             return
         if result.must_change_password:
-            self.epay.show_fresh(
-                ChangePasswordScreen(forced=result.password_issue, old_password=password)
+            self.epay.start_over(
+                "change_password", forced=result.password_issue, old_password=password
             )
         else:
-            self.epay.show_fresh(MenuScreen())
+            self.epay.start_over("menu")
 
     @on(TrButton.Pressed, "#forgot")
     def forgot(self) -> None:
-        from epay_tui.screens.reset_password import ResetPasswordScreen
-
         username = self.query_one("#username", Input).value.strip()
-        self.app.push_screen(ResetPasswordScreen(username=username))
+        self.epay.go("reset_password", username=username)

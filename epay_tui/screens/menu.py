@@ -15,6 +15,13 @@ from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 
 ENTRIES = ("fees", "orders", "profile", "password", "logout")
+SCREEN_OF = {
+    "fees": "fees",
+    "orders": "orders",
+    "profile": "profile",
+    "password": "change_password",
+}
+"""The screen each entry opens (by its name in the app)."""
 
 
 class MenuScreen(EpayScreen):
@@ -45,11 +52,9 @@ class MenuScreen(EpayScreen):
 
     def _resume_unfinished(self, orders: Orders) -> None:
         """Back after a crash or on another device: lead straight to the unfinished order."""
-        from epay_tui.screens.pay import PayScreen
-
         unfinished = next((o for o in orders.orders if o.unfinished), None)
         if unfinished is not None:
-            self.app.push_screen(PayScreen(unfinished))
+            self.epay.go("pay", order=unfinished)
 
     def retranslate(self) -> None:
         menu = self.query_one(OptionList)
@@ -63,18 +68,7 @@ class MenuScreen(EpayScreen):
         self.run_action(f"open('{event.option.id}')")
 
     async def action_open(self, entry: str) -> None:
-        from epay_tui.screens.change_password import ChangePasswordScreen
-        from epay_tui.screens.fees import FeesScreen
-        from epay_tui.screens.orders import OrdersScreen
-        from epay_tui.screens.profile import ProfileScreen
-
-        if entry == "fees":
-            self.app.push_screen(FeesScreen())
-        elif entry == "orders":
-            self.app.push_screen(OrdersScreen())
-        elif entry == "profile":
-            self.app.push_screen(ProfileScreen())
-        elif entry == "password":
-            self.app.push_screen(ChangePasswordScreen())
-        elif entry == "logout":
+        if entry == "logout":
             await self.epay.end_session(notice="menu.logged_out")
+        else:
+            self.epay.go(SCREEN_OF[entry])

@@ -69,11 +69,9 @@ class OrdersScreen(EpayScreen):
 
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
-        from epay_tui.screens.pay import PayScreen
-
         order = self.orders.get(event.row_key.value or "")
         if order is not None:
-            self.app.push_screen(PayScreen(order))
+            self.epay.go("pay", order=order)
 
     def action_back(self) -> None:
         self.dismiss()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from textual import on
 from textual.app import ComposeResult
@@ -19,7 +19,6 @@ from textual.widget import Widget
 
 from epay_tui.api import errors, rules
 from epay_tui.api.models import CHANNELS, Order, PayQr
-from epay_tui.app import KIOSK_RETURN_AFTER_PAYMENT
 from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 from epay_tui.screens.dialog import Choice
@@ -32,27 +31,6 @@ FOLLOW_RETRY_SECONDS = 2
 """Pause before polling again when the backend did not answer (网络繁忙 is shown)."""
 INFO_ROOM = (39, 2)
 """Cells 扫码支付 needs beside the code (the info column) and above/below it."""
-
-
-def offer_resume(screen: EpayScreen, order_no: str) -> None:
-    """Ask whether to go on with an unfinished order, then open it on 扫码支付."""
-
-    def answered(answer: str | None) -> None:
-        if answer == "resume":
-            screen.call_api(
-                lambda api: api.get_order(order_no),
-                lambda order: screen.app.push_screen(PayScreen(order)),
-                group="resume",
-            )
-
-    screen.app.push_screen(
-        Choice(
-            "fees.resume_question",
-            [("resume", "fees.resume"), ("cancel", "fees.cancel")],
-            order_no=order_no,
-        ),
-        answered,
-    )
 
 
 class PayScreen(EpayScreen):
@@ -206,13 +184,8 @@ class PayScreen(EpayScreen):
         if order.payment is not None:
             self.qr_url, self.channel = order.payment.qr_url, order.payment.channel
             self.query_one(QrCode).set_data(self.qr_url)
-        session = self.epay.session
-        if order.status == "paid" and session is not None and session.next_group:
-            session.continue_group, session.next_group = session.next_group, []
-        if order.status == "paid" and self.epay.settings.kiosk:
-            self.epay.kiosk_return_at = self.epay.clock.now() + timedelta(
-                seconds=KIOSK_RETURN_AFTER_PAYMENT
-            )
+        if order.status == "paid":
+            self.epay.order_paid()
         self.message.clear()
         self._show()
 

@@ -241,9 +241,7 @@ class ResetPasswordScreen(CaptchaForm):
         self.action_new_captcha()
 
     def _done(self) -> None:
-        from epay_tui.screens.login import LoginScreen
-
-        self.epay.show_fresh(LoginScreen(username=self.username, notice="reset.done"))
+        self.epay.start_over("login", username=self.username, notice="reset.done")
 
     def _goto(self, panel: str, step_key: str) -> None:
         self.query_one(ContentSwitcher).current = panel

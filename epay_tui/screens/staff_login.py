@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -13,48 +11,13 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, Input
 
 from epay_tui.api import errors
+from epay_tui.flow.remember import remember_token, remembered_token
 from epay_tui.i18n import tr
 from epay_tui.screens.captcha_flow import CaptchaForm
 from epay_tui.widgets.texts import Tr, TrButton
 
 if TYPE_CHECKING:
     from epay_tui.api.models import LoginResult
-
-log = logging.getLogger("epay_tui.helpdesk")
-KEYRING_SERVICE = "epay-tui-helpdesk"
-
-
-def keyring_get(account: str) -> str | None:
-    """The remembered staff token, or None (also when no secure keyring exists)."""
-    try:
-        import keyring
-
-        return keyring.get_password(KEYRING_SERVICE, account)
-    except Exception:  # keyring raises many kinds (NoKeyringError, DBus, ValueError...)
-        log.info("no keyring to read from", exc_info=True)
-        return None
-
-
-def keyring_set(account: str, token: str | None) -> bool:
-    """Remember (or with None forget) the token; False when no secure keyring exists.
-
-    Never falls back to a file: a token the keyring cannot hold stays in memory only.
-    """
-    try:
-        import keyring
-        from keyring.backends.fail import Keyring as FailKeyring
-
-        if isinstance(keyring.get_keyring(), FailKeyring):
-            return False
-        if token is None:
-            with contextlib.suppress(keyring.errors.PasswordDeleteError):
-                keyring.delete_password(KEYRING_SERVICE, account)
-        else:
-            keyring.set_password(KEYRING_SERVICE, account, token)
-        return True
-    except Exception:
-        log.info("keyring refused the token", exc_info=True)
-        return False
 
 
 class StaffLoginScreen(CaptchaForm):
@@ -94,7 +57,7 @@ class StaffLoginScreen(CaptchaForm):
     async def _remembered(self) -> None:
         """A login remembered in the keyring (read in a thread) skips the form if valid."""
         account = self.epay.settings.server or "embedded"
-        token = await self.run_worker(lambda: keyring_get(account), thread=True).wait()
+        token = await self.run_worker(lambda: remembered_token(account), thread=True).wait()
         if not token:
             return
         api = await self.epay.api_client()
@@ -105,13 +68,11 @@ class StaffLoginScreen(CaptchaForm):
             profile = None
         if profile is None or profile.role != "staff":  # stale: forget it for good
             api.token = None
-            await self.run_worker(lambda: keyring_set(account, None), thread=True).wait()
+            await self.run_worker(lambda: remember_token(account, None), thread=True).wait()
             return
-        from epay_tui.screens.helpdesk import HelpdeskHome
-
         self.epay.begin_session(profile.username, "staff")
         self.epay.set_profile(profile)
-        self.epay.show_fresh(HelpdeskHome())
+        self.epay.start_over("helpdesk")
 
     def retranslate(self) -> None:
         super().retranslate()
@@ -156,9 +117,7 @@ class StaffLoginScreen(CaptchaForm):
         if remember:
             token = api.token or ""
             account = self.epay.settings.server or "embedded"
-            worker = self.run_worker(lambda: keyring_set(account, token), thread=True)
+            worker = self.run_worker(lambda: remember_token(account, token), thread=True)
             remembered = await worker.wait()
             self.app.notify(self.t("staff.remembered" if remembered else "staff.not_remembered"))
-        from epay_tui.screens.helpdesk import HelpdeskHome
-
-        self.epay.show_fresh(HelpdeskHome())
+        self.epay.start_over("helpdesk")

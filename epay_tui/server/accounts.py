@@ -397,11 +397,10 @@ def reset_complete(backend: Backend, body: models.ResetComplete) -> None:
     if code_wrong:
         raise errors.ResetCodeInvalid(attempts_left=max(WRONG_CODES_VOID - wrong, 0))
     username = reset["username"]
-    reasons = rules.password_problems(body.new_password, username)
     with backend.store.read() as conn:
         user = _user(conn, username)
-    if security.verify_password(body.new_password, user["password_hash"]):
-        reasons.append("SAME_AS_OLD")
+    same = security.verify_password(body.new_password, user["password_hash"])
+    reasons = rules.password_problems(body.new_password, username, same_as_old=same)
     if reasons:
         raise errors.WeakPassword(reasons=reasons)
     with backend.store.write() as conn:

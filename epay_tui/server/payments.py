@@ -204,8 +204,8 @@ def _insert_order(
     if missing:
         raise errors.ItemNotFound(item_ids=missing)
     items = [by_id[i] for i in ids]
-    kinds = {rules.receipt_type_for(r["kind"]) for r in items}
-    if len(kinds) > 1:
+    receipt_type = rules.receipt_type_of(r["kind"] for r in items)
+    if receipt_type is None:
         raise errors.MixedReceiptTypes()
     paid = [r["id"] for r in items if r["amount_due"] - r["amount_paid"] <= 0]
     if paid:
@@ -224,7 +224,7 @@ def _insert_order(
     conn.execute(
         "INSERT INTO orders(order_no, username, status, receipt_type, total, payee, created_at,"
         " expires_at) VALUES (?,?,?,?,?,?,?,?)",
-        (order_no, username, "open", kinds.pop(), total, backend.config.payee, now, expires),
+        (order_no, username, "open", receipt_type, total, backend.config.payee, now, expires),
     )
     for r in items:
         conn.execute(

@@ -77,9 +77,15 @@ class BackgroundServer:
             time.sleep(0.005)
         return self
 
-    def stop(self) -> None:
+    def stop_soon(self) -> None:
+        """Ask the server to stop and return at once: its daemon thread ends by itself,
+        or with the process (what the client does when it quits)."""
         self.backend.events.close()
         self._server.should_exit = True
+
+    def stop(self) -> None:
+        """Stop and wait until the server has ended, its database closed."""
+        self.stop_soon()
         self._thread.join(timeout=10)
         self.backend.store.close()
         self.sock.close()

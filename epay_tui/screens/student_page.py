@@ -1,0 +1,169 @@
+"""A student at the helpdesk: profile, fees and orders; 重置密码, 解除锁定, 查询支付结果."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import DataTable
+
+from epay_tui.api import rules
+from epay_tui.api.models import StudentDetail
+from epay_tui.i18n import in_words, tr
+from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.dialog import Choice
+from epay_tui.widgets.tables import refill_keeping_cursor, relabel, staff_table
+from epay_tui.widgets.texts import Tr
+
+
+class StudentPage(EpayScreen):
+    """Profile, fees and orders of one student; 重置密码, 解除锁定, 查询支付结果."""
+
+    TITLE_KEY = "staff.student_title"
+    HELP = "help.helpdesk"
+    KEY_HINTS = (
+        ("F3", "staff.reset_password"),
+        ("F4", "staff.unlock"),
+        ("F7", "staff.query_payment"),
+        ("Esc", "key.back"),
+    )
+    BINDINGS = [
+        Binding("f3", "reset_password", "reset password", id="reset_password"),
+        Binding("f4", "unlock", "unlock", id="unlock"),
+        Binding("f7", "query_payment", "query payment", id="query_payment"),
+        Binding("escape", "back", "back", id="back"),
+    ]
+    COLUMNS = (("order_no", 18), ("items", 18), ("total", 11), ("status", 8), ("created", 11))
+
+    def __init__(self, username: str) -> None:
+        super().__init__()
+        self.username = username
+        self.detail: StudentDetail | None = None
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Tr(id="who")
+        yield Tr(id="contacts", classes="muted")
+        yield Tr(id="fees-line", classes="muted")
+        yield Tr(id="result")
+        yield staff_table(self.COLUMNS, self.app.language, "student-orders")
+
+    def on_mount(self) -> None:
+        self.query_one("#student-orders", DataTable).focus()
+        self.reload()
+
+    def reload(self) -> None:
+        name = self.username
+        self.load(lambda api: api.staff_student(name), self._show, group="student")
+
+    def _show(self, detail: StudentDetail) -> None:
+        self.detail = detail
+        p = detail.profile
+        self.query_one("#who", Tr).show(
+            "staff.who",
+            name=p.name,
+            username=p.username,
+            class_name=p.class_name,
+            id_card=p.id_card_masked,
+        )
+        problems = list(p.profile_problems)
+        self.query_one("#contacts", Tr).show(
+            "staff.contacts",
+            phone=p.phone or "-",
+            email=p.email or "-",
+            problems=lambda lang: (
+                tr(lang, "staff.problem_separator").join(
+                    in_words(lang, "staff.problem", x) for x in problems
+                )
+                or "✓"
+            ),
+        )
+        items = [i for tag in detail.fees.tags for i in tag.items]
+        owed = sum(i.outstanding for i in items)
+        self.query_one("#fees-line", Tr).show(
+            "staff.fees_line",
+            count=len(items),
+            owed=rules.format_fen(owed),
+            paying=sum(i.state == "in_order" for i in items),
+        )
+        self._fill_orders(detail)
+
+    def _fill_orders(self, detail: StudentDetail) -> None:
+        lang = self.app.language
+        table = self.query_one("#student-orders", DataTable)
+
+        def rows() -> None:
+            for order in detail.orders:
+                table.add_row(
+                    order.order_no,
+                    "、".join(i.name for i in order.items),
+                    Text(rules.format_fen(order.total), justify="right"),
+                    tr(lang, f"orders.status.{order.status}"),
+                    order.created_at.strftime("%m-%d %H:%M"),
+                    key=order.order_no,
+                )
+
+        refill_keeping_cursor(table, rows)
+
+    def retranslate(self) -> None:
+        relabel(self.query_one("#student-orders", DataTable), self.COLUMNS, self.app.language)
+        if self.detail is not None:
+            self._fill_orders(self.detail)
+
+    def _confirm(self, question: str, then, **values) -> None:
+        self.app.push_screen(
+            Choice(question, [("yes", "staff.confirm"), ("no", "fees.cancel")], **values),
+            lambda answer: then() if answer == "yes" else None,
+        )
+
+    def action_reset_password(self) -> None:
+        name = self.username
+
+        def run() -> None:
+            self.call_api(
+                lambda api: api.staff_reset_password(name),
+                lambda _: self._done("staff.reset_done"),
+                group="action",
+            )
+
+        self._confirm("staff.reset_question", run, username=name)
+
+    def action_unlock(self) -> None:
+        name = self.username
+
+        def run() -> None:
+            self.call_api(
+                lambda api: api.staff_unlock(name),
+                lambda _: self._done("staff.unlock_done"),
+                group="action",
+            )
+
+        self._confirm("staff.unlock_question", run, username=name)
+
+    def action_query_payment(self) -> None:
+        table = self.query_one("#student-orders", DataTable)
+        if table.row_count == 0:
+            self.say("staff.no_order")
+            return
+        order_no = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
+
+        def run() -> None:
+            self.call_api(
+                lambda api: api.staff_query_order(order_no),
+                lambda order: self._done(
+                    "staff.query_done",
+                    order_no=order_no,
+                    status=lambda lang: tr(lang, f"orders.status.{order.status}"),
+                ),
+                group="action",
+            )
+
+        self._confirm("staff.query_question", run, order_no=order_no)
+
+    def _done(self, key: str, **values) -> None:
+        self.query_one("#result", Tr).show(key, severity="ok", **values)
+        self.reload()
+
+    def action_back(self) -> None:
+        self.dismiss()
