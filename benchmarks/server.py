@@ -2,8 +2,9 @@
 
 Each student logs in, then for each receipt group creates an order, asks for the
 QR, pays it in the sandbox and long-polls until the order is paid. A trivial
-endpoint (``/healthz``) is hammered by the same number of clients in the same run,
-so the figure that matters is each call's latency *relative* to it. The invariant
+endpoint (``/healthz``) is first hammered by as many clients as there are students, in
+a phase of its own against the same backend process, so the figure that matters is
+each call's latency *relative* to it. The invariant
 check at the end reads the database: no item paid twice, every gateway payment on
 its order.
 
