@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +20,14 @@ from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
 
 SCHOOL_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def sign(key: bytes, body: bytes) -> str:
+    """api.md's notify signature, computed here rather than by the backend's own code:
+    ``hex(HMAC-SHA256(secret, raw body))``."""
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
 TEN_AM = datetime(2026, 11, 26, 10, 0, tzinfo=SCHOOL_TZ)
 
 ZHANG = ("2024010001", "152018Czgc")  # initial password
@@ -26,12 +38,30 @@ STAFF = ("helpdesk01", "Helpdesk2026")
 NEW_ZHANG = "Zhangwei2026x"  # 张伟 after his forced change
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on (for a backend that is not there yet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(autouse=True)
 def _private_dirs(tmp_path, monkeypatch) -> None:
     """Never read or write the developer's own config, data or keyring."""
     for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+
+class RunningClock:
+    """Real time from a fixed moment: for a test whose client runs in another process
+    (it cannot share a manual clock) that must not depend on the hour it runs at."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start, self.started = start, time.monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self.started)
 
 
 @pytest.fixture

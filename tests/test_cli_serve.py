@@ -20,17 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import NEW_ZHANG, ZHANG
+from tests.conftest import NEW_ZHANG, ZHANG, free_port
 
 STARTUP_TIMEOUT = 30.0
 EXIT_TIMEOUT = 20.0
 ALWAYS_OPEN = ("--payment-hours", "00:00-24:00")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_command(*args: str) -> list[str]:

@@ -1,7 +1,8 @@
 """Faults of the wire the reference backend cannot produce, via httpx.MockTransport.
 
-Everything the backend can answer is tested against a live backend elsewhere; here
-only garbled bodies, foreign error codes, network failures and what the client sends.
+Everything the backend can answer is tested against the live backend (here too, for
+what the client sends and how it reads a refusal); the fakes give only garbled bodies,
+foreign error codes and network failures.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from epay_tui.api import errors
 from epay_tui.api.client import KEEPALIVE_SECONDS, ApiClient, new_idempotency_key
+from tests.conftest import NEW_ZHANG, ZHANG, solve_captcha, solve_login
 
 BASE = "http://backend.test"
 
@@ -31,14 +33,6 @@ ORDER = {
     "transaction_id": None,
     "receipt_no": None,
     "close_reason": None,
-}
-
-LOGIN = {
-    "token": "tok-123",
-    "role": "student",
-    "must_change_password": False,
-    "password_issue": None,
-    "expires_at": "2026-09-01T10:30:00+08:00",
 }
 
 
@@ -97,13 +91,14 @@ async def test_unknown_error_code_keeps_its_code_and_details() -> None:
     assert exc.details == {"retry_after": 30}
 
 
-async def test_known_error_code_becomes_its_class_with_details() -> None:
-    body = error("BAD_CREDENTIALS", attempts_left=3)
-    async with client_for(lambda r: httpx.Response(401, json=body)) as c:
+async def test_known_error_code_becomes_its_class_with_details(server) -> None:
+    """Against the real backend: a wrong password is BadCredentials with its details."""
+    async with ApiClient(server.url) as c:
+        captcha_id, answer = await solve_captcha(c)
         with pytest.raises(errors.BadCredentials) as caught:
-            await c.login("2024010001", "wrong", "cap-1", "ABCD")
+            await c.login(ZHANG[0], "Wrong-pass-9", captcha_id, answer)
         assert c.token is None
-    assert caught.value.details["attempts_left"] == 3
+    assert caught.value.details["attempts_left"] == 4
 
 
 async def test_connect_error_is_backend_unreachable() -> None:
@@ -133,27 +128,34 @@ async def test_other_transport_errors_never_escape() -> None:
             await c.fees()
 
 
-async def test_idempotency_key_and_bearer_token_are_sent() -> None:
-    seen: list[httpx.Request] = []
+class Recording(httpx.AsyncHTTPTransport):
+    """The real connection to the live backend, keeping every request it sends."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        if request.url.path == "/api/v1/auth/login":
-            return httpx.Response(200, json=LOGIN)
-        return httpx.Response(201, json=ORDER)
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[httpx.Request] = []
 
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        return await super().handle_async_request(request)
+
+
+async def test_idempotency_key_and_bearer_token_are_sent(server) -> None:
     key = new_idempotency_key()
     assert 1 <= len(key) <= 64
-    async with client_for(handler) as c:
-        await c.login("2024010001", "152018Czgc", "cap-1", "ABCD")
-        assert c.token == "tok-123"
-        order = await c.create_order(["fee-1"], key)
-    assert order.order_no == "E20260901000001"
-    login, create = seen
+    wire = Recording()
+    async with ApiClient(server.url, transport=wire) as c:
+        await solve_login(c, *ZHANG)
+        await c.change_password(ZHANG[1], NEW_ZHANG)
+        tuition = next(i for i in (await c.fees()).tags[0].items if i.name == "学费")
+        order = await c.create_order([tuition.id], key)
+        token = c.token
+    assert order.items[0].id == tuition.id
+    login = next(r for r in wire.sent if r.url.path == "/api/v1/auth/login")
+    create = next(r for r in wire.sent if r.url.path == "/api/v1/orders")
     assert "Authorization" not in login.headers
-    assert create.url.path == "/api/v1/orders"
     assert create.headers["Idempotency-Key"] == key
-    assert create.headers["Authorization"] == "Bearer tok-123"
+    assert create.headers["Authorization"] == f"Bearer {token}"
 
 
 async def test_long_poll_read_timeout_exceeds_wait() -> None:

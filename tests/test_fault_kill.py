@@ -36,11 +36,8 @@ import zxingcpp
 from PIL import Image
 
 from epay_tui.api.client import ApiClient
-from epay_tui.api.clock import SystemClock
-from epay_tui.api.rules import parse_payment_hours
-from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
-from tests.conftest import NEW_ZHANG, ZHANG, ui_config
+from tests.conftest import NEW_ZHANG, TEN_AM, ZHANG, RunningClock
 from tests.invariants import assert_store_invariants, rows
 from tests.payment_flows import AGENCY, FISCAL, fee_states, orders_of
 
@@ -193,15 +190,11 @@ class Terminal:
 
 
 @pytest.fixture
-def clock() -> SystemClock:
-    """Real time: a client in another process cannot share a manual clock."""
-    return SystemClock()
-
-
-@pytest.fixture
-def ui_server_config() -> ServerConfig:
-    """The conftest's UI backend, open all day (the test runs at whatever time it is)."""
-    return ui_config(payment_hours=parse_payment_hours("00:00-24:00"))
+def clock() -> RunningClock:
+    """The backend runs in real time from 10:00 on a term day: the client, in another
+    process on this machine's clock, follows it by /meta (so 剩余支付时间 is 14:xx at any
+    hour, never cut short by a closing time near midnight)."""
+    return RunningClock(TEN_AM)
 
 
 @pytest.fixture

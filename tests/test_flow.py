@@ -1,15 +1,18 @@
-"""The flow layer on its own, without a screen: the session's "pay the rest next" rule
-and the backend's clock, fed by the live backend's own answers."""
+"""The flow layer on its own, without a screen (no Pilot): the session's "pay the rest
+next" rule, the backend's clock and paying, against the live backend."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
+from epay_tui.api import errors
 from epay_tui.api.client import ApiClient
 from epay_tui.api.clock import ManualClock
 from epay_tui.api.rules import first_group
+from epay_tui.flow.paying import UNFINISHED, Checkout, changed, next_state, switch_channel
 from epay_tui.flow.session import ServerClock, Session
 from tests.conftest import TEN_AM, ZHANG, solve_login
 
@@ -70,3 +73,43 @@ async def test_the_backends_clock_is_followed_when_this_machine_is_more_than_5_s
     else:
         assert kiosk.offset == timedelta(0)
         assert kiosk.now() == TEN_AM + kiosk_off_by
+
+
+# ---------------------------------------------------------------------------- paying
+async def zhang_logged_in(server) -> ApiClient:
+    api = ApiClient(server.url)
+    await solve_login(api, *ZHANG)
+    await api.change_password(ZHANG[1], "Zhangwei2026x")
+    return api
+
+
+async def test_a_checkout_submitted_twice_is_one_order_with_one_qr(server):
+    api = await zhang_logged_in(server)
+    async with api:
+        items = {i.name: i for i in (await api.fees()).tags[0].items}
+        checkout = Checkout([items["学费"], items["住宿费"]])
+        assert (checkout.total, checkout.receipt_type) == (770000, "fiscal")
+        order, qr = await checkout.submit(api, "wechat")
+        again, qr_again = await checkout.submit(api, "wechat")  # 网络繁忙, the key again
+        assert again.order_no == order.order_no == checkout.order.order_no
+        assert qr_again.qr_url == qr.qr_url
+        assert len((await api.list_orders()).orders) == 1
+
+
+async def test_following_an_order_sees_the_phone_pay_and_a_switch_closes_the_old_trade(
+    server,
+):
+    api = await zhang_logged_in(server)
+    async with api, ApiClient(server.url) as phone:
+        items = {i.name: i for i in (await api.fees()).tags[0].items}
+        order, first = await Checkout([items["教材费"]]).submit(api, "wechat")
+        qr, switched = await switch_channel(api, order.order_no, "alipay")
+        assert qr.qr_url != first.qr_url and qr.channel == "alipay"
+        assert changed(order, switched)  # another QR: 扫码支付 shows it
+        paying = asyncio.ensure_future(next_state(api, switched))
+        with pytest.raises(errors.TradeClosed):  # the old QR takes no money any more
+            await phone.sandbox_pay(first.qr_url, "success")
+        await phone.sandbox_pay(qr.qr_url, "success")
+        paid = await paying
+        assert paid.status == "paid" and changed(switched, paid)
+        assert paid.status not in UNFINISHED

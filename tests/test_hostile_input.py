@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,6 @@ from tests.conftest import NEW_ZHANG, STAFF, ZHANG
 
 ONE_MIB = 1 << 20
 CONCURRENCY = 32
-TIME_BUDGET_SECONDS = 20.0
 WRITE_METHODS = frozenset({"POST", "PATCH"})
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # Fields that make the server check the caller's own password (failures count to lockout).
@@ -591,14 +589,11 @@ async def run_actor(server, actor_name: str) -> tuple[list[str], int]:
 async def test_write_routes_survive_hostile_input(server, actor_name):
     routes = write_routes(server.app)
     assert len(routes) >= 15, [r.label for r in routes]  # the enumeration really found them
-    started = time.monotonic()
     problems, sent = await run_actor(server, actor_name)
-    elapsed = time.monotonic() - started
     assert sent >= 25 * len(routes)
     assert not problems, f"{len(problems)} contract violations, first ones:\n" + "\n".join(
         problems[:25]
     )
-    assert elapsed < TIME_BUDGET_SECONDS
 
 
 UNKNOWN_PATHS = (

@@ -26,14 +26,15 @@ from epay_tui.api.client import ApiClient, new_idempotency_key
 from epay_tui.server import payments
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
-from epay_tui.server.security import sign
 from epay_tui.server.store import Store
+from tests.api_helpers import error_of, post_notify
 from tests.conftest import (
     STAFF,
     TEN_AM,
     ZHANG,
     backend_config,
     latest_captcha_answer,
+    sign,
     solve_login,
 )
 from tests.invariants import rows
@@ -46,14 +47,6 @@ HEX64 = re.compile(rb"[0-9a-f]{64}")
 
 
 # ---------------------------------------------------------------------------- helpers
-def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.text)
-    body = response.json()
-    assert list(body) == ["error"] and body["error"]["code"] == code, body
-    assert isinstance(body["error"]["details"], dict)
-    return body["error"]["details"]
-
-
 async def captchas(http: httpx.AsyncClient, n: int) -> list[tuple[str, str]]:
     """``n`` fresh captchas with their answers (each read from the dev hook in turn)."""
     found = []
@@ -116,15 +109,6 @@ def forged_notify(trade: dict[str, Any], **changes: Any) -> bytes:
     }
     body.update(changes)
     return json.dumps(body, ensure_ascii=False).encode()
-
-
-async def post_notify(server, body: bytes, signature: str | bytes, channel: str = "wechat"):
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        return await http.post(
-            f"{API}/gateway/notify/{channel}",
-            content=body,
-            headers={"Content-Type": "application/json", "X-Sandbox-Signature": signature},
-        )
 
 
 def mode(path: Path) -> int:

@@ -23,10 +23,10 @@ from epay_tui.screens.kiosk import IdleCountdown, StaffPin
 from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.reconcile import ReconcileScreen
-from epay_tui.screens.staff_login import StaffLoginScreen
 from epay_tui.screens.student_page import StudentPage
 from epay_tui.widgets.texts import Tr
-from tests.conftest import CHEN, LI, STAFF, WANG, latest_captcha_answer
+from tests import helpdesk_flows
+from tests.conftest import CHEN, LI, WANG, latest_captcha_answer
 from tests.pilot_helpers import settle_workers, snapshot, until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
@@ -54,25 +54,17 @@ async def clear_field(pilot: Pilot) -> None:
 
 # ----------------------------------------------------------------------------- helpdesk
 async def staff_form(pilot: Pilot) -> None:
-    await until(
-        pilot,
-        lambda: on(pilot, StaffLoginScreen) and pilot.app.screen.captcha_id is not None,
-        "the staff login with a captcha",
-    )
+    await helpdesk_flows.staff_form(pilot)
     await settle_workers(pilot)
 
 
 async def staff_home(pilot: Pilot, server) -> None:
-    await staff_form(pilot)
-    await pilot.press(*STAFF[0], "tab", *STAFF[1], "tab", *latest_captcha_answer(server), "enter")
-    await until(pilot, lambda: on(pilot, HelpdeskHome), "服务台")
+    await helpdesk_flows.staff_home(pilot, server)
     await settle_workers(pilot)
 
 
 async def search(pilot: Pilot, query: str) -> None:
-    await pilot.press(*query, "enter")
-    table = pilot.app.screen.query_one("#students", DataTable)
-    await until(pilot, lambda: table.row_count > 0 and pilot.app.focused is table, "results")
+    await helpdesk_flows.search(pilot, query)
     await settle_workers(pilot)
 
 

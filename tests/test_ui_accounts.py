@@ -8,7 +8,6 @@ ended, an unreachable backend, and ``--server`` keeping the server package unloa
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -33,7 +32,16 @@ from epay_tui.widgets.captcha import CaptchaImage
 from epay_tui.widgets.checklist import PasswordChecklist
 from epay_tui.widgets.chrome import AppHeader
 from epay_tui.widgets.texts import Tr, TrButton
-from tests.conftest import CHEN, LI, NEW_ZHANG, WANG, ZHANG, latest_captcha_answer, solve_login
+from tests.conftest import (
+    CHEN,
+    LI,
+    NEW_ZHANG,
+    WANG,
+    ZHANG,
+    free_port,
+    latest_captcha_answer,
+    solve_login,
+)
 from tests.pilot_helpers import answer_for, message, plain, screen_text, title, until
 
 SIZE = (80, 24)  # ui.md: no screen needs more
@@ -147,12 +155,6 @@ def outbox_codes(server: BackgroundServer, to: str) -> list[str]:
     with server.backend.store.read() as conn:
         rows = conn.execute("SELECT to_addr, body FROM outbox ORDER BY id").fetchall()
     return [m for r in rows if r["to_addr"] == to for m in re.findall(r"\b\d{6}\b", r["body"])]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------- login keys
