@@ -86,6 +86,8 @@ class EpayApp(App[None]):
         self.language = settings.lang
         self.animation_level = "none"
         self.last_activity = self.clock.now()
+        self.kiosk_ticks = 0
+        """How many times the kiosk has looked at the clock (tests wait on it)."""
         self.kiosk_return_at: datetime | None = None
         """Kiosk: when to go back to a clean login after 支付成功."""
 
@@ -284,6 +286,7 @@ class EpayApp(App[None]):
     # ----------------------------------------------------------------- kiosk
     def kiosk_tick(self) -> None:
         """Idle too long → a countdown, then logout; 支付成功 → back to login after 30 s."""
+        self.kiosk_ticks += 1
         now = self.clock.now()
         if self.kiosk_return_at is not None and now >= self.kiosk_return_at:
             self.run_worker(self.end_session(), exclusive=True, group="kiosk")

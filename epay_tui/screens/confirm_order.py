@@ -11,8 +11,8 @@ from textual.widget import Widget
 from textual.widgets import RadioButton, RadioSet, Static
 
 from epay_tui.api import errors, rules
-from epay_tui.api.client import new_idempotency_key
 from epay_tui.api.models import CHANNELS, FeeItem, Order, PayQr
+from epay_tui.flow.paying import Checkout
 from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 from epay_tui.widgets.texts import Tr, TrButton
@@ -35,10 +35,17 @@ class ConfirmOrderScreen(EpayScreen):
 
     def __init__(self, items: list[FeeItem]) -> None:
         super().__init__()
-        self.items = items
-        self.idempotency_key = new_idempotency_key()
-        self.order: Order | None = None
+        self.checkout = Checkout(items)
+        self.items = self.checkout.items
         self.submitting = False
+
+    @property
+    def order(self) -> Order | None:
+        return self.checkout.order
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.checkout.idempotency_key
 
     def compose_body(self) -> Iterable[Widget]:
         with Vertical(id="order-items"):
@@ -67,7 +74,7 @@ class ConfirmOrderScreen(EpayScreen):
 
     @property
     def total(self) -> int:
-        return sum(i.outstanding for i in self.items)
+        return self.checkout.total
 
     def _channel_label(self, channel: str) -> str:
         number = CHANNELS.index(channel) + 1
@@ -96,15 +103,13 @@ class ConfirmOrderScreen(EpayScreen):
         if self.submitting:
             return
         self.submitting = True
-        ids = [i.id for i in self.items]
-        channel, key = self.channel, self.idempotency_key
-
-        async def create_and_pay(api) -> tuple[Order, PayQr]:
-            order = await api.create_order(ids, key)
-            self.order = order
-            return order, await api.pay_order(order.order_no, channel)
-
-        self.call_api(create_and_pay, self._to_pay, failed=self._failed, group="submit")
+        channel = self.channel
+        self.call_api(
+            lambda api: self.checkout.submit(api, channel),
+            self._to_pay,
+            failed=self._failed,
+            group="submit",
+        )
 
     def _to_pay(self, result: tuple[Order, PayQr]) -> None:
         order, qr = result

@@ -19,6 +19,7 @@ from textual.widget import Widget
 
 from epay_tui.api import errors, rules
 from epay_tui.api.models import CHANNELS, Order, PayQr
+from epay_tui.flow import paying
 from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 from epay_tui.screens.dialog import Choice
@@ -26,7 +27,6 @@ from epay_tui.widgets.chrome import AppHeader, KeyBar
 from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import Tr, TrButton
 
-POLL_SECONDS = 25
 FOLLOW_RETRY_SECONDS = 2
 """Pause before polling again when the backend did not answer (网络繁忙 is shown)."""
 INFO_ROOM = (39, 2)
@@ -152,13 +152,9 @@ class PayScreen(EpayScreen):
         """Long-poll the order until it is finished; errors wait and try again."""
         api = await self.epay.api_client()
         failure = ""  # the message key this loop showed for a failed poll
-        while self.order.status in ("open", "awaiting_confirmation"):
-            try:
-                order = await api.get_order(  # after a failure, first a plain look
-                    self.order.order_no,
-                    wait=None if failure else POLL_SECONDS,
-                    status=self.order.status,
-                )
+        while self.order.status in paying.UNFINISHED:
+            try:  # after a failure, first a plain look
+                order = await paying.next_state(api, self.order, look_only=bool(failure))
             except errors.Unauthenticated:
                 await self.epay.end_session("error.UNAUTHENTICATED", "error")
                 return
@@ -176,7 +172,7 @@ class PayScreen(EpayScreen):
             if failure and self.message.key == failure:  # answering again: the line goes
                 self.message.clear()
             failure = ""
-            if order.status != self.order.status or order.payment != self.order.payment:
+            if paying.changed(self.order, order):
                 self._update(order)
 
     def _update(self, order: Order) -> None:
@@ -220,17 +216,18 @@ class PayScreen(EpayScreen):
             return
         number = self.order.order_no
 
-        async def switch(api):
-            qr = await api.pay_order(number, channel)
-            return qr, await api.get_order(number)
-
         def switched(result) -> None:
             qr, order = result
             self.qr_url, self.channel = qr.qr_url, qr.channel
             self.query_one(QrCode).set_data(qr.qr_url)
             self._update(order)
 
-        self.call_api(switch, switched, failed=self._refused, group="switch")
+        self.call_api(
+            lambda api: paying.switch_channel(api, number, channel),
+            switched,
+            failed=self._refused,
+            group="switch",
+        )
 
     @on(TrButton.Pressed, "#cancel")
     def action_cancel_order(self) -> None:
@@ -269,8 +266,7 @@ class PayScreen(EpayScreen):
         number = self.order.order_no
 
         def seen(order: Order) -> None:
-            changed = order.status != self.order.status or order.payment != self.order.payment
-            if changed or not busy_if_unchanged:
+            if paying.changed(self.order, order) or not busy_if_unchanged:
                 self._update(order)
             elif order.status == "open":
                 self.say("app.busy", severity="error")
