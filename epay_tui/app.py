@@ -18,6 +18,8 @@ from epay_tui.api.clock import Clock, SystemClock
 from epay_tui.api.rules import printable_only
 from epay_tui.flow.session import ServerClock, Session
 from epay_tui.i18n import other
+from epay_tui.screens.base import EpayScreen, WatchesKeys
+from epay_tui.widgets.texts import Retranslatable
 
 if TYPE_CHECKING:  # the client (httpx, pydantic) is imported after the first frame
     from epay_tui.api.client import ApiClient
@@ -229,8 +231,9 @@ class EpayApp(App[None]):
             event.text = printable_only(event.text, keep="\r\n")
         if isinstance(event, events.Key | events.MouseDown):
             self.last_activity = self.clock.now()
-            activity = getattr(self.screen, "key_activity", None)
-            if activity is not None and activity() and isinstance(event, events.Key):
+            screen = self.screen
+            answered = isinstance(screen, WatchesKeys) and screen.key_activity()
+            if answered and isinstance(event, events.Key):
                 return  # the key answered that screen (还在使用吗？) and goes no further
         await super().on_event(event)
 
@@ -257,16 +260,15 @@ class EpayApp(App[None]):
             return
         for screen in self.screen_stack:
             for node in (screen, *screen.query("*")):
-                retranslate = getattr(node, "retranslate", None)
-                if retranslate is not None and node.is_mounted:
-                    retranslate()
+                if isinstance(node, Retranslatable) and node.is_mounted:
+                    node.retranslate()
 
     def action_help(self) -> None:
         if self.showing("help"):
             return
-        topic = getattr(self.screen, "HELP", None)
-        if topic:
-            self.go("help", topic=topic)
+        screen = self.screen
+        if isinstance(screen, EpayScreen) and screen.HELP:
+            self.go("help", topic=screen.HELP)
 
     async def action_quit(self) -> None:
         """Textual's own quit path (its bindings, the palette) goes through the PIN too."""

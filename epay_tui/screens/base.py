@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from textual.app import ComposeResult
 from textual.screen import Screen
@@ -29,6 +29,15 @@ T = TypeVar("T")
 RETRY_DELAYS = (1, 2, 4, 8, 15)
 """Seconds between automatic fetches while the backend cannot be reached (then every 15)."""
 BUSY_RETRYING = "app.busy_retrying"
+
+
+@runtime_checkable
+class WatchesKeys(Protocol):
+    """A screen the app tells of every key before bindings or fields take it."""
+
+    def key_activity(self) -> bool:
+        """True when the key was for this screen alone (it goes no further)."""
+        ...
 
 
 class EpayScreen(Screen[Any]):

@@ -6,11 +6,18 @@ changes (no per-widget watchers: those would keep closed screens alive).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from textual.widgets import Button, Static
 
 from epay_tui.i18n import tr
+
+
+@runtime_checkable
+class Retranslatable(Protocol):
+    """A widget or screen whose words the app redraws when the language changes."""
+
+    def retranslate(self) -> None: ...
 
 
 class Tr(Static):
