@@ -21,14 +21,43 @@ from epay_tui.widgets.chrome import AppHeader, KeyBar
 from epay_tui.widgets.texts import Tr
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from epay_tui.api.client import ApiClient
-    from epay_tui.app import EpayApp
+    from epay_tui.api.clock import Clock
+    from epay_tui.api.models import Meta, Profile
+    from epay_tui.config import Settings
+    from epay_tui.flow.session import Session
 
 log = logging.getLogger("epay_tui.screens")
 T = TypeVar("T")
 RETRY_DELAYS = (1, 2, 4, 8, 15)
 """Seconds between automatic fetches while the backend cannot be reached (then every 15)."""
 BUSY_RETRYING = "app.busy_retrying"
+
+
+class EpayHost(Protocol):
+    """What a screen may ask of the app: settings, the session, the backend's clock and
+    client, and navigation by screen name. (The app implements it; screens never import
+    the app.)"""
+
+    settings: Settings
+    clock: Clock
+    session: Session | None
+    meta: Meta | None
+    sandbox: bool
+
+    async def api_client(self) -> ApiClient: ...
+    def server_now(self) -> datetime: ...
+    def begin_session(self, username: str, role: str) -> None: ...
+    def set_profile(self, profile: Profile) -> None: ...
+    async def end_session(
+        self, notice: str | None = None, severity: str = "ok", **values: object
+    ) -> None: ...
+    def order_paid(self) -> None: ...
+    def go(self, name: str, callback: Any = None, **arguments: Any) -> None: ...
+    def go_instead(self, name: str, **arguments: Any) -> None: ...
+    def start_over(self, name: str, **arguments: Any) -> None: ...
 
 
 @runtime_checkable
@@ -50,7 +79,7 @@ class EpayScreen(Screen[Any]):
     _retry_now: asyncio.Event | None = None
 
     @property
-    def epay(self) -> EpayApp:
+    def epay(self) -> EpayHost:
         return self.app  # type: ignore[return-value]
 
     def t(self, key: str, **values: Any) -> str:

@@ -16,7 +16,7 @@ from epay_tui.api.kdf import verify_password
 from epay_tui.widgets.texts import Tr
 
 if TYPE_CHECKING:
-    from epay_tui.app import EpayApp
+    from epay_tui.screens.base import EpayHost
 
 
 class IdleCountdown(ModalScreen[None]):
@@ -36,7 +36,7 @@ class IdleCountdown(ModalScreen[None]):
         self.tick()
 
     def seconds_left(self) -> int:
-        app: EpayApp = self.app  # type: ignore[assignment]
+        app: EpayHost = self.app  # type: ignore[assignment]
         return max(0, int((self.deadline - app.clock.now()).total_seconds() + 0.999))
 
     def tick(self) -> None:
