@@ -181,8 +181,11 @@ class EpayApp(App[None]):
             self.embedded.stop_soon()
 
     # ----------------------------------------------------------------- session
-    def begin_session(self, username: str, role: str) -> None:
-        self.session = Session(username=username, role=role)
+    def start_session(self, session: Session) -> None:
+        """Logged in: the session the screens work in, its name in the header."""
+        self.session = session
+        if session.profile is not None:
+            self.set_profile(session.profile)
 
     def set_profile(self, profile: Profile) -> None:
         if self.session is not None:

@@ -12,9 +12,10 @@ from epay_tui.api import errors
 from epay_tui.api.client import ApiClient
 from epay_tui.api.clock import ManualClock
 from epay_tui.api.rules import first_group
+from epay_tui.flow.login import log_in, log_in_staff, resume_staff
 from epay_tui.flow.paying import UNFINISHED, Checkout, changed, next_state, switch_channel
 from epay_tui.flow.session import ServerClock, Session
-from tests.conftest import TEN_AM, ZHANG, solve_login
+from tests.conftest import CHEN, STAFF, TEN_AM, ZHANG, free_port, solve_captcha, solve_login
 
 
 async def zhangs_items(server) -> dict:
@@ -113,3 +114,46 @@ async def test_following_an_order_sees_the_phone_pay_and_a_switch_closes_the_old
         paid = await paying
         assert paid.status == "paid" and changed(switched, paid)
         assert paid.status not in UNFINISHED
+
+
+# ---------------------------------------------------------------------------- logging in
+async def test_a_login_is_a_session_with_the_profile_the_header_shows(server):
+    async with ApiClient(server.url) as api:
+        session, result = await log_in(api, ZHANG[0], ZHANG[1], *await solve_captcha(api))
+        assert (session.username, session.role, session.profile.name) == (
+            ZHANG[0],
+            "student",
+            "张伟",
+        )
+        assert result.must_change_password and result.password_issue == "initial"
+        assert api.token
+
+
+async def test_a_student_account_cannot_open_the_helpdesk(server):
+    async with ApiClient(server.url) as api:
+        assert await log_in_staff(api, CHEN[0], CHEN[1], *await solve_captcha(api)) is None
+        assert api.token is None  # logged out again
+        session = await log_in_staff(api, STAFF[0], STAFF[1], *await solve_captcha(api))
+        assert session is not None and session.role == "staff"
+
+
+async def test_a_remembered_staff_token_resumes_only_while_it_is_a_live_staff_session(server):
+    async with ApiClient(server.url) as staff, ApiClient(server.url) as student:
+        await solve_login(staff, *STAFF)
+        await solve_login(student, *CHEN)
+        async with ApiClient(server.url) as counter:
+            resumed = await resume_staff(counter, staff.token)
+            assert resumed is not None and resumed.username == STAFF[0]
+            assert await resume_staff(counter, student.token) is None
+            assert counter.token is None
+            token = staff.token
+            await staff.logout()
+            assert await resume_staff(counter, token) is None  # logged out since
+            assert await resume_staff(counter, "not-a-token") is None
+
+
+async def test_a_backend_that_cannot_answer_keeps_the_remembered_token(server):
+    async with ApiClient(f"http://127.0.0.1:{free_port()}", timeout=2) as counter:
+        with pytest.raises(errors.TransportError):
+            await resume_staff(counter, "a-remembered-token")
+        assert counter.token is None

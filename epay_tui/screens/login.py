@@ -11,12 +11,14 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from epay_tui.api import errors
+from epay_tui.flow.login import log_in
 from epay_tui.i18n import tr
 from epay_tui.screens.captcha_flow import CaptchaForm
 from epay_tui.widgets.texts import Tr, TrButton
 
 if TYPE_CHECKING:
     from epay_tui.api.models import LoginResult, Meta
+    from epay_tui.flow.session import Session
 
 
 class LoginScreen(CaptchaForm):
@@ -85,8 +87,8 @@ class LoginScreen(CaptchaForm):
         username, password, captcha_id, answer = attempt
         self.say("login.working")
         self.call_api(
-            lambda api: api.login(username, password, captcha_id, answer),
-            lambda result: self._logged_in(result, username, password),
+            lambda api: log_in(api, username, password, captcha_id, answer),
+            lambda logged_in: self._logged_in(*logged_in, password),
             failed=self._login_failed,
             group="login",
         )
@@ -102,14 +104,8 @@ class LoginScreen(CaptchaForm):
             self.query_one("#captcha", Input).focus()
         return True
 
-    async def _logged_in(self, result: LoginResult, username: str, password: str) -> None:
-        self.epay.begin_session(username, result.role)
-        api = await self.epay.api_client()
-        try:
-            self.epay.set_profile(await api.me())
-        except errors.ApiError as exc:
-            self.show_error(exc)
-            return
+    def _logged_in(self, session: Session, result: LoginResult, password: str) -> None:
+        self.epay.start_session(session)
         if result.must_change_password:
             self.epay.start_over(
                 "change_password", forced=result.password_issue, old_password=password

@@ -11,13 +11,14 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, Input
 
 from epay_tui.api import errors
+from epay_tui.flow.login import log_in_staff, resume_staff
 from epay_tui.flow.remember import remember_token, remembered_token
 from epay_tui.i18n import tr
 from epay_tui.screens.captcha_flow import CaptchaForm
 from epay_tui.widgets.texts import Tr, TrButton
 
 if TYPE_CHECKING:
-    from epay_tui.api.models import LoginResult
+    from epay_tui.flow.session import Session
 
 
 class StaffLoginScreen(CaptchaForm):
@@ -61,17 +62,14 @@ class StaffLoginScreen(CaptchaForm):
         if not token:
             return
         api = await self.epay.api_client()
-        api.token = token
         try:
-            profile = await api.me()
-        except errors.ApiError:
-            profile = None
-        if profile is None or profile.role != "staff":  # stale: forget it for good
-            api.token = None
+            session = await resume_staff(api, token)
+        except errors.TransportError:
+            return  # the backend is away: the form stays, and so does the remembered login
+        if session is None:  # stale: forget it for good
             await self.run_worker(lambda: remember_token(account, None), thread=True).wait()
             return
-        self.epay.begin_session(profile.username, "staff")
-        self.epay.set_profile(profile)
+        self.epay.start_session(session)
         self.epay.start_over("helpdesk")
 
     def retranslate(self) -> None:
@@ -91,8 +89,8 @@ class StaffLoginScreen(CaptchaForm):
         username, password, captcha_id, answer = attempt
         remember = self.query_one("#remember", Checkbox).value
         self.call_api(
-            lambda api: api.login(username, password, captcha_id, answer),
-            lambda result: self._logged_in(result, username, remember),
+            lambda api: log_in_staff(api, username, password, captcha_id, answer),
+            lambda session: self._logged_in(session, remember),
             failed=self._failed,
             group="staff-login",
         )
@@ -104,16 +102,14 @@ class StaffLoginScreen(CaptchaForm):
         self.query_one("#password", Input).focus()
         return True
 
-    async def _logged_in(self, result: LoginResult, username: str, remember: bool) -> None:
-        api = await self.epay.api_client()
-        if result.role != "staff":  # a student account cannot open the helpdesk
-            await api.logout()
+    async def _logged_in(self, session: Session | None, remember: bool) -> None:
+        if session is None:  # a student account cannot open the helpdesk
             self.query_one("#password", Input).value = ""
             self.say("staff.not_staff", severity="error")
             self.action_new_captcha()
             return
-        self.epay.begin_session(username, "staff")
-        self.epay.set_profile(await api.me())
+        self.epay.start_session(session)
+        api = await self.epay.api_client()
         if remember:
             token = api.token or ""
             account = self.epay.settings.server or "embedded"
