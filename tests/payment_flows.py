@@ -187,7 +187,11 @@ def row_of(app: Any, name: str, tag: str = CURRENT) -> dict[str, str]:
 
 
 def cursor_key(app: Any) -> str | None:
-    return fees(app)._cursor_key()
+    """The row key under the fee table's cursor (as the table itself reports it)."""
+    table = fees(app).query_one(DataTable)
+    if table.row_count == 0:
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
 
 def checked(app: Any) -> list[str]:

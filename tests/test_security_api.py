@@ -691,3 +691,26 @@ async def test_the_statement_answers_only_a_loopback_peer(server, peer):
         answer = await http.get("/sandbox/statement", params={"date": "2026-11-26"})
         error_of(answer, 403, "FORBIDDEN")
         assert "trades" not in answer.text
+
+
+async def test_checks_lost_in_a_crash_free_their_slots_after_a_minute(server, clock):
+    with server.backend.store.write() as conn:  # five checks counted, never finished
+        conn.execute(
+            "INSERT INTO login_failures(username, count, pending, pending_since)"
+            " VALUES (?, 0, 5, ?)",
+            (ZHANG[0], clock.now().timestamp()),
+        )
+    (refused,) = await login_burst(server, ZHANG[0], [ZHANG[1]])
+    error_of(refused, 423, "ACCOUNT_LOCKED")  # every slot of the window is taken
+    clock.advance(61)
+    (answered,) = await login_burst(server, ZHANG[0], [ZHANG[1]])
+    assert answered.status_code == 200, answered.text
+
+
+async def test_a_right_password_between_wrong_ones_resets_the_count(server):
+    answers = await login_burst(server, ZHANG[0], ["Wrong-1"] * 4)
+    assert {a.status_code for a in answers} == {401}
+    (right,) = await login_burst(server, ZHANG[0], [ZHANG[1]])
+    assert right.status_code == 200
+    again = await login_burst(server, ZHANG[0], ["Wrong-2"])
+    assert again[0].json()["error"]["details"]["attempts_left"] == 4

@@ -865,7 +865,7 @@ import epay_tui.cli
 async def main():
     app = make_app(Settings(server=SERVER))
     async with app.run_test() as pilot:
-        await app._api_ready.wait()
+        await app.api_client()
         await pilot.pause()
         assert app.api is not None
 

@@ -81,32 +81,59 @@ def _user(conn: sqlite3.Connection, username: str) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM users WHERE username=?", (username,)).fetchone()
 
 
-def _reserve_check(backend: Backend, username: str) -> int:
-    """Count a password check before it runs, in one transaction: its number in the window.
+PENDING_STALE_SECONDS = 60
+"""A check counted as running for longer than this was lost (a crash): it frees its slot."""
 
-    However many checks run at once, at most ``lock_after_failures`` get a number; the
+
+def _reserve_check(backend: Backend, username: str) -> int:
+    """Count a password check before it runs, in one transaction: its number in the window
+    (failures so far, plus the checks running now, plus this one).
+
+    However many checks run at once, at most ``lock_after_failures`` are counted; the
     others, and every check while locked, raise ``ACCOUNT_LOCKED`` without hashing."""
     now = backend.time.ts()
     limit = backend.config.lock_after_failures
     with backend.store.write() as conn:
         row = conn.execute(
-            "SELECT count, locked_until FROM login_failures WHERE username=?", (username,)
+            "SELECT count, locked_until, pending, pending_since FROM login_failures"
+            " WHERE username=?",
+            (username,),
         ).fetchone()
-        count, until = (row["count"], row["locked_until"]) if row else (0, None)
+        count, until, pending, since = (
+            (row["count"], row["locked_until"], row["pending"], row["pending_since"])
+            if row
+            else (0, None, 0, None)
+        )
         if until is not None and until > now:
             raise _locked_error(backend, until)
         if until is not None:  # the lock has ended: the count starts again
             count = 0
-        if count < limit:
-            conn.execute(
-                "INSERT INTO login_failures(username, count, locked_until) VALUES (?, ?, NULL)"
-                " ON CONFLICT(username) DO UPDATE SET count=excluded.count, locked_until=NULL",
-                (username, count + 1),
-            )
-            return count + 1
-        until = now + backend.config.lock_seconds  # the window's checks are all running
-        conn.execute("UPDATE login_failures SET locked_until=? WHERE username=?", (until, username))
-    raise _locked_error(backend, until)  # after the commit: the lock is kept
+        if since is not None and since + PENDING_STALE_SECONDS < now:
+            pending = 0
+        if count + pending >= limit:  # every check the window allows is running
+            raise _locked_error(backend, now + backend.config.lock_seconds)
+        conn.execute(
+            "INSERT INTO login_failures(username, count, locked_until, pending, pending_since)"
+            " VALUES (?, ?, NULL, ?, ?) ON CONFLICT(username) DO UPDATE SET"
+            " count=excluded.count, locked_until=NULL, pending=excluded.pending,"
+            " pending_since=excluded.pending_since",
+            (username, count, pending + 1, now),
+        )
+    return count + pending + 1
+
+
+def _check_done(conn: sqlite3.Connection, username: str, right: bool) -> int:
+    """A counted check has ended: a right password clears the failures, a wrong one adds
+    one. Returns the failures now."""
+    conn.execute(
+        "UPDATE login_failures SET pending=MAX(pending - 1, 0),"
+        " count=CASE WHEN ? THEN 0 ELSE count + 1 END WHERE username=?",
+        (right, username),
+    )
+    row = conn.execute(
+        "SELECT count FROM login_failures WHERE username=?", (username,)
+    ).fetchone()
+    return row["count"] if row else 1
 
 
 def _locked_error(backend: Backend, until: float) -> errors.AccountLocked:
@@ -128,34 +155,39 @@ def check_password(backend: Backend, username: str, password: str, where: str) -
     usernames are counted and locked exactly like known ones; the check is counted
     before the password is hashed, so a burst in parallel gets no more checks.
     """
-    number = _reserve_check(backend, username)
+    _reserve_check(backend, username)
     with backend.store.read() as conn:
         user = _user(conn, username)
     stored = user["password_hash"] if user else security.DUMMY_HASH
-    if security.verify_password(password, stored) and user is not None:
-        with backend.store.write() as conn:
-            row = conn.execute(
-                "SELECT locked_until FROM login_failures WHERE username=?", (username,)
-            ).fetchone()
-            if row and row["locked_until"] and row["locked_until"] > backend.time.ts():
-                raise _locked_error(backend, row["locked_until"])  # locked meanwhile
-            conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
-        return user
+    right = security.verify_password(password, stored) and user is not None
     limit = backend.config.lock_after_failures
-    who = audit_name(backend, username, known=user is not None)
-    if number >= limit:
-        until = backend.time.ts() + backend.config.lock_seconds
-        with backend.store.write() as conn:
+    with backend.store.write() as conn:
+        failures = _check_done(conn, username, right)
+        row = conn.execute(
+            "SELECT locked_until FROM login_failures WHERE username=?", (username,)
+        ).fetchone()
+        locked = row is not None and row["locked_until"] and row["locked_until"] > backend.time.ts()
+        if right and not locked:
+            return user
+        who = audit_name(backend, username, known=user is not None)
+        if right:  # locked meanwhile by another check: no token (raised after the commit)
+            locked_until = row["locked_until"]
+        elif failures >= limit and not locked:
+            until = backend.time.ts() + backend.config.lock_seconds
             conn.execute(
-                "INSERT INTO login_failures(username, count, locked_until) VALUES (?, ?, ?)"
-                " ON CONFLICT(username) DO UPDATE SET locked_until=excluded.locked_until",
-                (username, number, until),
+                "UPDATE login_failures SET locked_until=? WHERE username=?", (until, username)
             )
             conn.execute("DELETE FROM sessions WHERE username=?", (username,))
             backend.audit(who, "account.locked", who, {"where": where})
-        raise _locked_error(backend, until)
-    backend.audit(who, "password.failed", who, {"where": where})
-    raise errors.BadCredentials(attempts_left=limit - number)
+            locked_until = until
+        elif locked:
+            locked_until = row["locked_until"]
+        else:
+            backend.audit(who, "password.failed", who, {"where": where})
+            locked_until = None
+    if locked_until is not None:
+        raise _locked_error(backend, locked_until)
+    raise errors.BadCredentials(attempts_left=limit - failures)
 
 
 def password_issue(user: sqlite3.Row, password: str) -> str | None:

@@ -26,8 +26,10 @@ CREATE TABLE IF NOT EXISTS users (
     class_name TEXT NOT NULL DEFAULT '', grade TEXT NOT NULL DEFAULT '',
     phone TEXT, email TEXT
 );
+-- count: failures since the last right password; pending: checks running now
 CREATE TABLE IF NOT EXISTS login_failures (
-    username TEXT PRIMARY KEY, count INTEGER NOT NULL, locked_until REAL
+    username TEXT PRIMARY KEY, count INTEGER NOT NULL, locked_until REAL,
+    pending INTEGER NOT NULL DEFAULT 0, pending_since REAL
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, role TEXT NOT NULL,
@@ -124,11 +126,20 @@ class Store:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self.conn.executescript(SCHEMA)
-        notify_columns = {r["name"] for r in self.conn.execute("PRAGMA table_info(gw_notifies)")}
-        if "attempts" not in notify_columns:  # a database made before notify retries
-            self.conn.execute(
-                "ALTER TABLE gw_notifies ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0"
-            )
+        self._add_missing_columns(
+            "gw_notifies", {"attempts": "INTEGER NOT NULL DEFAULT 0"}  # before notify retries
+        )
+        self._add_missing_columns(  # before checks were counted ahead of the hash
+            "login_failures",
+            {"pending": "INTEGER NOT NULL DEFAULT 0", "pending_since": "REAL"},
+        )
+
+    def _add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Columns a database made by an earlier version lacks (issue 12 brings migrations)."""
+        have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+        for name, definition in columns.items():
+            if name not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
