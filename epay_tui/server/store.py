@@ -135,7 +135,7 @@ class Store:
         )
 
     def _add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
-        """Columns a database made by an earlier version lacks (issue 12 brings migrations)."""
+        """Columns a database made by an earlier version lacks (until versioned migrations)."""
         have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}
         for name, definition in columns.items():
             if name not in have:
