@@ -54,6 +54,12 @@ SCREENS_BY_NAME = {
 ask the app for the next one by name, and a screen's module is loaded when first shown."""
 
 
+def _where(name: str) -> tuple[str, str]:
+    """``(module, class)`` of the screen called ``name``."""
+    module, _, cls = SCREENS_BY_NAME[name].partition(":")
+    return f"epay_tui.screens.{module}", cls
+
+
 class EpayApp(App[None]):
     """The client. Create it with :func:`make_app`."""
 
@@ -143,14 +149,13 @@ class EpayApp(App[None]):
     # ----------------------------------------------------------------- navigation
     def build(self, name: str, **arguments: Any) -> Screen:
         """The screen called ``name`` in :data:`SCREENS_BY_NAME`, made with ``arguments``."""
-        module, _, cls = SCREENS_BY_NAME[name].partition(":")
-        return getattr(importlib.import_module(f"epay_tui.screens.{module}"), cls)(**arguments)
+        module, cls = _where(name)
+        return getattr(importlib.import_module(module), cls)(**arguments)
 
     def showing(self, name: str) -> bool:
         """Whether the active screen is the one called ``name``."""
-        module, _, cls = SCREENS_BY_NAME[name].partition(":")
         kind = type(self.screen)
-        return kind.__module__ == f"epay_tui.screens.{module}" and kind.__name__ == cls
+        return (kind.__module__, kind.__name__) == _where(name)
 
     def go(self, name: str, callback: Any = None, **arguments: Any) -> None:
         """Show screen ``name`` over this one; ``callback`` gets what it is dismissed with."""

@@ -36,29 +36,20 @@ class ConfirmOrderScreen(EpayScreen):
     def __init__(self, items: list[FeeItem]) -> None:
         super().__init__()
         self.checkout = Checkout(items)
-        self.items = self.checkout.items
         self.submitting = False
-
-    @property
-    def order(self) -> Order | None:
-        return self.checkout.order
-
-    @property
-    def idempotency_key(self) -> str:
-        return self.checkout.idempotency_key
 
     def compose_body(self) -> Iterable[Widget]:
         with Vertical(id="order-items"):
-            for item in self.items:
+            for item in self.checkout.items:
                 with Horizontal(classes="row"):
                     yield Static(item.name, classes="item-name", markup=False)
                     yield Static(rules.format_fen(item.outstanding), classes="amount")
         with Vertical(classes="form"):
-            yield Tr("confirm.total", id="total", total=rules.format_fen(self.total))
+            yield Tr("confirm.total", id="total", total=rules.format_fen(self.checkout.total))
             yield Tr(
                 "confirm.receipt_type",
                 id="receipt",
-                receipt=lambda lang: tr(lang, f"fees.receipt.{self.items[0].receipt_type}"),
+                receipt=lambda lang: tr(lang, f"fees.receipt.{self.checkout.receipt_type}"),
             )
             payee = self.epay.meta.payee if self.epay.meta else ""
             yield Tr("confirm.payee", id="payee", payee=payee)
@@ -71,10 +62,6 @@ class ConfirmOrderScreen(EpayScreen):
             )
             with Horizontal(classes="buttons"):
                 yield TrButton("confirm.submit", id="submit-button", variant="primary")
-
-    @property
-    def total(self) -> int:
-        return self.checkout.total
 
     def _channel_label(self, channel: str) -> str:
         number = CHANNELS.index(channel) + 1

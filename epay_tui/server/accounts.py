@@ -124,15 +124,14 @@ def _reserve_check(backend: Backend, username: str) -> int:
 
 def _check_done(conn: sqlite3.Connection, username: str, right: bool) -> int:
     """A counted check has ended: a right password clears the failures, a wrong one adds
-    one. Returns the failures now."""
+    one. Returns the failures now (1 for a wrong one whose row a staff unlock removed
+    meanwhile: the unlock started the count again)."""
     conn.execute(
         "UPDATE login_failures SET pending=MAX(pending - 1, 0),"
         " count=CASE WHEN ? THEN 0 ELSE count + 1 END WHERE username=?",
         (right, username),
     )
-    row = conn.execute(
-        "SELECT count FROM login_failures WHERE username=?", (username,)
-    ).fetchone()
+    row = conn.execute("SELECT count FROM login_failures WHERE username=?", (username,)).fetchone()
     return row["count"] if row else 1
 
 

@@ -127,7 +127,8 @@ class Store:
         self._all_lock = threading.Lock()
         self.conn.executescript(SCHEMA)
         self._add_missing_columns(
-            "gw_notifies", {"attempts": "INTEGER NOT NULL DEFAULT 0"}  # before notify retries
+            "gw_notifies",
+            {"attempts": "INTEGER NOT NULL DEFAULT 0"},  # before notify retries
         )
         self._add_missing_columns(  # before checks were counted ahead of the hash
             "login_failures",
