@@ -96,10 +96,18 @@ def server_config() -> ServerConfig:
     return backend_config()
 
 
+def running_backend(config: ServerConfig, clock: ManualClock) -> Iterator[BackgroundServer]:
+    """A backend for one test. Afterwards it is told to stop and closes its database in
+    its own thread: the next test need not wait for that (a test that restarts a backend
+    on the same database waits with ``stop()``)."""
+    running = BackgroundServer(config, clock).start()
+    yield running
+    running.stop_soon()
+
+
 @pytest.fixture
 def server(server_config: ServerConfig, clock: ManualClock) -> Iterator[BackgroundServer]:
-    with BackgroundServer(server_config, clock) as running:
-        yield running
+    yield from running_backend(server_config, clock)
 
 
 @pytest.fixture
@@ -158,8 +166,7 @@ def ui_server_config() -> ServerConfig:
 
 @pytest.fixture
 def ui_server(ui_server_config: ServerConfig, clock: ManualClock) -> Iterator[BackgroundServer]:
-    with BackgroundServer(ui_server_config, clock) as running:
-        yield running
+    yield from running_backend(ui_server_config, clock)
 
 
 @pytest.fixture

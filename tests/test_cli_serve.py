@@ -291,3 +291,37 @@ def test_a_connection_cap_below_one_is_refused(tmp_path):
     done = refused(tmp_path, "--max-connections", "0")
     assert done.returncode == 2
     assert "--max-connections" in done.stderr, done.stderr
+
+
+# ---------------------------------------------------------------------------- stopping
+def test_stopping_waits_for_the_sweep_in_progress_before_closing_the_database(
+    monkeypatch, clock
+):
+    """The database is closed only after a sweep running in its worker thread ends:
+    closing it under a sweep crashed the test process (a segfault in sqlite3)."""
+    from epay_tui.server import payments
+    from epay_tui.server.runner import BackgroundServer
+    from tests.conftest import backend_config
+
+    in_sweep, closed = threading.Event(), threading.Event()
+    closed_during_sweep: list[bool] = []
+
+    def slow_sweep(backend) -> None:
+        if not in_sweep.is_set():
+            in_sweep.set()
+            closed_during_sweep.append(closed.wait(1.0))  # long enough to be caught
+
+    monkeypatch.setattr(payments, "sweep_all", slow_sweep)
+    running = BackgroundServer(backend_config(), clock).start()
+    store = running.backend.store
+    real_close = store.close
+
+    def close() -> None:
+        closed.set()
+        real_close()
+
+    monkeypatch.setattr(store, "close", close)
+    assert in_sweep.wait(5)
+    running.stop()
+    assert closed.is_set()
+    assert closed_during_sweep == [False]

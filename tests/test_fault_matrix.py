@@ -652,8 +652,13 @@ async def test_notify_unanswered_is_sent_again(
         backend = ui_server.backend
         reachable, backend.internal_url = backend.internal_url, refusing_port
         await phone.sandbox_pay(pay.qr_url, "success")  # its notify finds nobody
-        (notify,) = rows(ui_server, "SELECT state, attempts FROM gw_notifies")
-        assert notify == {"state": "pending", "attempts": 1}
+        # sent by the payment's request or by the sweeper, whichever claims it first
+        await until(
+            pilot,
+            lambda: rows(ui_server, "SELECT state, attempts FROM gw_notifies")
+            == [{"state": "pending", "attempts": 1}],
+            what="the first attempt refused, the notify due again",
+        )
         assert order_row(ui_server, number)["status"] == "open"
         assert title(app) == "扫码支付"
         backend.internal_url = reachable

@@ -108,15 +108,21 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
-async def _ticker(backend: Backend) -> None:
-    """Expire due orders and send due gateway notifies, for as long as the app runs."""
-    while True:
+async def _ticker(backend: Backend, stopping: asyncio.Event) -> None:
+    """Expire due orders and send due gateway notifies until ``stopping`` is set.
+
+    It is stopped between two sweeps, never cancelled inside one: a sweep runs in a
+    worker thread that a cancellation would not stop, and the database it uses is closed
+    right after the app ends.
+    """
+    while not stopping.is_set():
         try:
             await run_in_threadpool(payments.sweep_all, backend)
             await sandbox.request_dispatch(backend)
         except Exception:
             log.exception("background sweep failed")
-        await asyncio.sleep(backend.config.tick_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), backend.config.tick_seconds)
 
 
 def create_app(config: ServerConfig, clock: Clock | None = None) -> FastAPI:
@@ -127,13 +133,13 @@ def create_app(config: ServerConfig, clock: Clock | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_ticker(backend))
+        stopping = asyncio.Event()
+        task = asyncio.create_task(_ticker(backend, stopping))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stopping.set()
+            await task
             await backend.gateway.aclose()
 
     app = FastAPI(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -32,8 +33,32 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn(app, config: ServerConfig) -> uvicorn.Server:
-    return uvicorn.Server(
+class _Server(uvicorn.Server):
+    """uvicorn's server that stops as soon as it is told (:meth:`stop_now`), not at its
+    next tenth-of-a-second look."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _told: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._loop, self._told = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):  # uvicorn's duties, ten times a second
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._told.wait(), 0.1)
+
+    def stop_now(self) -> None:
+        """From any thread."""
+        self.should_exit = True
+        loop, told = self._loop, self._told
+        if loop is not None and told is not None:
+            with contextlib.suppress(RuntimeError):  # its loop already closed
+                loop.call_soon_threadsafe(told.set)
+
+
+def _uvicorn(app, config: ServerConfig) -> _Server:
+    return _Server(
         uvicorn.Config(
             app,
             http=guarded_protocol(config.request_timeout_seconds, config.max_connections),
@@ -66,7 +91,11 @@ class BackgroundServer:
         self._thread = threading.Thread(target=self._run, name="epay-backend", daemon=True)
 
     def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self.sock]))
+        try:
+            asyncio.run(self._server.serve(sockets=[self.sock]))
+        finally:
+            self.backend.store.close()
+            self.sock.close()
 
     def start(self, timeout: float = 15.0) -> BackgroundServer:
         self._thread.start()
@@ -78,17 +107,15 @@ class BackgroundServer:
         return self
 
     def stop_soon(self) -> None:
-        """Ask the server to stop and return at once: its daemon thread ends by itself,
-        or with the process (what the client does when it quits)."""
+        """Ask the server to stop and return at once: its thread closes the database
+        and ends by itself, or with the process (what the client does when it quits)."""
         self.backend.events.close()
-        self._server.should_exit = True
+        self._server.stop_now()
 
     def stop(self) -> None:
         """Stop and wait until the server has ended, its database closed."""
         self.stop_soon()
         self._thread.join(timeout=10)
-        self.backend.store.close()
-        self.sock.close()
 
     def __enter__(self) -> BackgroundServer:
         return self.start()
