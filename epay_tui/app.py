@@ -19,6 +19,7 @@ from epay_tui.api.rules import printable_only
 from epay_tui.flow.session import ServerClock, Session
 from epay_tui.i18n import other
 from epay_tui.screens.base import EpayScreen, WatchesKeys
+from epay_tui.widgets.chrome import bar_key
 from epay_tui.widgets.texts import Retranslatable
 
 if TYPE_CHECKING:  # the client (httpx, pydantic) is imported after the first frame
@@ -60,6 +61,12 @@ def _where(name: str) -> tuple[str, str]:
     return f"epay_tui.screens.{module}", cls
 
 
+def screen_class(name: str) -> type[Screen]:
+    """The class of the screen called ``name`` (its module loaded now)."""
+    module, cls = _where(name)
+    return getattr(importlib.import_module(module), cls)
+
+
 class EpayApp(App[None]):
     """The client. Create it with :func:`make_app`."""
 
@@ -71,9 +78,9 @@ class EpayApp(App[None]):
         # only after the next characters were already delivered to it.
         Binding("tab", "focus_next", show=False, priority=True),
         Binding("shift+tab", "focus_previous", show=False, priority=True),
-        Binding("f1", "help", "help", id="help", priority=True),
-        Binding("f2", "toggle_language", "language", id="language", priority=True),
-        Binding("ctrl+q", "quit_app", "quit", id="quit", priority=True),
+        bar_key("f1", "help", "help", "F1", priority=True),
+        bar_key("f2", "toggle_language", "language", "F2", priority=True),
+        bar_key("ctrl+q", "quit_app", "quit", "^Q", priority=True),
     ]
 
     language: reactive[str] = reactive("zh")
@@ -149,8 +156,7 @@ class EpayApp(App[None]):
     # ----------------------------------------------------------------- navigation
     def build(self, name: str, **arguments: Any) -> Screen:
         """The screen called ``name`` in :data:`SCREENS_BY_NAME`, made with ``arguments``."""
-        module, cls = _where(name)
-        return getattr(importlib.import_module(module), cls)(**arguments)
+        return screen_class(name)(**arguments)
 
     def showing(self, name: str) -> bool:
         """Whether the active screen is the one called ``name``."""
@@ -244,9 +250,6 @@ class EpayApp(App[None]):
             if answered and isinstance(event, events.Key):
                 return  # the key answered that screen (还在使用吗？) and goes no further
         await super().on_event(event)
-
-    def global_key_hints(self) -> list[tuple[str, str]]:
-        return [("F1", "key.help"), ("F2", "key.language"), ("^Q", "key.quit")]
 
     def action_toggle_language(self) -> None:
         self.language = other(self.language)

@@ -10,7 +10,7 @@ from epay_tui.screens.staff_login import StaffLoginScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import Tr
 from tests.conftest import STAFF
-from tests.pilot_helpers import answer_for, until
+from tests.pilot_helpers import answer_for, fill, text_of, until
 
 
 # ---------------------------------------------------------------------------- waiting
@@ -27,7 +27,8 @@ def line(app, widget_id: str) -> str:
 
 
 def notices(app) -> list[str]:
-    return [str(n.message) for n in app._notifications]
+    """The words of the notifications on screen (Textual shows each as a ``Toast``)."""
+    return [text_of(toast) for toast in app.screen.query("Toast")]
 
 
 def rows(table: DataTable) -> list[list[str]]:
@@ -51,7 +52,7 @@ async def submit_staff_login(
     """账号 → 密码 → 验证码 from the keyboard; remember me checked with space if asked."""
     screen = await staff_form(pilot)
     answer = answer_for(server, screen.captcha_id)
-    await pilot.press(*account[0], "tab", *account[1], "tab", *answer)
+    await fill(pilot, username=account[0], password=account[1], captcha=answer)
     if remember:
         await pilot.press("tab", "space", "tab", "enter")  # 记住我, then 登录
     else:

@@ -29,7 +29,7 @@ from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import TrButton
 from tests.conftest import ZHANG
 from tests.invariants import rows
-from tests.pilot_helpers import answer_for, plain, shown, title, until
+from tests.pilot_helpers import answer_for, fill, plain, shown, title, until
 
 SIZE = (80, 24)
 CURRENT, PREVIOUS = "2026-2027学年", "2025-2026学年"
@@ -126,10 +126,12 @@ async def log_in(
         what="login screen with a captcha",
     )
     answer = answer_for(server, app.screen.captcha_id)
-    await pilot.press(*username, "tab", *password, "tab", *answer, "enter")
+    await fill(pilot, username=username, password=password, captcha=answer)
+    await pilot.press("enter")
     if new_password is not None:
         await until(pilot, lambda: isinstance(app.screen, ChangePasswordScreen), what="修改密码")
-        await pilot.press(*new_password, "tab", *new_password, "enter")
+        await fill(pilot, new=new_password, confirm=new_password)
+        await pilot.press("enter")
     await until(
         pilot,
         lambda: (

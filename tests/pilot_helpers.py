@@ -3,6 +3,7 @@ read a captcha's answer."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import time
@@ -25,11 +26,12 @@ WIDTH = 80  # ui.md: no screen needs more than 80x24
 async def until(
     pilot: Pilot, condition: Callable[[], bool], what: str = "", timeout: float = 10.0
 ) -> None:
-    """Yield to the app 0.05 s at a time until ``condition()`` holds, or fail saying what.
+    """Let the app work until ``condition()`` holds, or fail saying what.
 
-    A screen still composing (a query that finds nothing yet) or not yet the one the
-    condition reads (an attribute it lacks) counts as "not yet"; the last such error is
-    named if the wait fails.
+    Between two looks it waits for the app's next step (:func:`next_step`), not a
+    fixed interval. A screen still composing (a query that finds nothing yet) or not yet
+    the one the condition reads (an attribute it lacks) counts as "not yet"; the last
+    such error is named if the wait fails.
     """
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -39,14 +41,53 @@ async def until(
                 return
         except (NoMatches, AttributeError) as exc:
             last = exc
-        if time.monotonic() > deadline:
+        left = deadline - time.monotonic()
+        if left < 0:
             app = pilot.app
             raise AssertionError(
                 f"never reached: {what}; screen {type(app.screen).__name__}, "
                 f"focus {getattr(app.focused, 'id', None)!r}"
                 + (f"; last: {type(last).__name__}: {last}" if last else "")
             )
-        await pilot.pause(0.05)
+        await next_step(pilot, limit=min(left, STEP_LIMIT))
+
+
+STEP_LIMIT = 0.25
+"""The longest :func:`next_step` waits for a worker: a long poll that answers without
+ending, or a timer, moves the screen too."""
+
+
+async def next_step(pilot: Pilot, limit: float) -> None:
+    """Wait until one of the app's running workers ends (an answer came back), at most
+    ``limit`` seconds, then until the app has handled what that set off (Pilot's own
+    wait for idle). With no worker running, only the latter."""
+    running = [worker for worker in pilot.app.workers if worker.is_running]
+    if running:
+        # Never cancelled from here (that would cancel the worker): each wait ends with
+        # its worker, and how the worker ended is the app's business.
+        ends = [asyncio.ensure_future(worker.wait()) for worker in running]
+        for end in ends:
+            end.add_done_callback(lambda end: end.cancelled() or end.exception())
+        await asyncio.wait(ends, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+    await pilot.pause()
+
+
+async def fill(pilot: Pilot, **values: str) -> None:
+    """Put ``values`` into the active screen's fields by id and leave the focus in the
+    last: the words a student would type, for a test whose subject is not the typing
+    (the keyboard itself is what the key-order, burst and fuzz tests drive)."""
+    for field_id, value in values.items():
+        field = pilot.app.screen.query_one(f"#{field_id}", Input)
+        field.value = value
+        field.focus()
+    await pilot.pause()
+
+
+async def clear_field(pilot: Pilot) -> None:
+    """Empty the focused field from the keyboard."""
+    field = pilot.app.focused
+    assert isinstance(field, Input)
+    await pilot.press("end", *["backspace"] * len(field.value))
 
 
 def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:

@@ -4,6 +4,7 @@ next" rule, the backend's clock and paying, against the live backend."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 import pytest
@@ -12,8 +13,10 @@ from epay_tui.api import errors
 from epay_tui.api.client import ApiClient
 from epay_tui.api.clock import ManualClock
 from epay_tui.api.rules import first_group
+from epay_tui.flow import helpdesk
 from epay_tui.flow.login import log_in, log_in_staff, resume_staff
 from epay_tui.flow.paying import UNFINISHED, Checkout, changed, next_state, switch_channel
+from epay_tui.flow.reset import PasswordReset
 from epay_tui.flow.session import ServerClock, Session
 from tests.conftest import CHEN, STAFF, TEN_AM, ZHANG, free_port, solve_captcha, solve_login
 
@@ -157,3 +160,68 @@ async def test_a_backend_that_cannot_answer_keeps_the_remembered_token(server):
         with pytest.raises(errors.TransportError):
             await resume_staff(counter, "a-remembered-token")
         assert counter.token is None
+
+
+# ---------------------------------------------------------------------------- 忘记密码
+ZHANG_ID_CARD = "320402200603152018"
+
+
+async def test_a_password_reset_step_by_step_then_the_new_password_logs_in(server, clock):
+    reset = PasswordReset()
+    async with ApiClient(server.url) as api:
+        assert reset.step == "identity"
+        with pytest.raises(errors.ResetIdentityMismatch):
+            await reset.start(api, ZHANG[0], "张三", ZHANG_ID_CARD, await solve_captcha(api))
+        assert reset.step == "identity"
+        started = await reset.start(api, ZHANG[0], "张伟", ZHANG_ID_CARD, await solve_captcha(api))
+        assert (reset.step, reset.username) == ("channels", ZHANG[0])
+        assert [c.channel for c in started.channels] == ["sms", "email"]
+
+        to = await reset.send(api, clock.now(), "email")
+        assert (reset.step, reset.channel) == ("complete", "email")
+        assert "@" in to and to != "zhangwei@example.edu.cn"  # masked
+        assert reset.resend_in(clock.now()) == 60
+        assert reset.resend_in(clock.now() + timedelta(seconds=59.5)) == 1
+        assert reset.resend_in(clock.now() + timedelta(seconds=60)) == 0
+        clock.advance(61)
+        resent_to = await reset.send(api, clock.now(), "sms")
+        assert (resent_to, reset.channel) == (to, "email")  # a resend goes where the first went
+
+        body = (await api.outbox()).messages[-1].body
+        [code] = re.findall(r"(?<!\d)\d{6}(?!\d)", body)
+        await reset.complete(api, code, "Zhangwei2027y")
+    async with ApiClient(server.url) as api:
+        assert (await solve_login(api, ZHANG[0], "Zhangwei2027y")).role == "student"
+
+
+async def test_a_voided_reset_starts_again_at_who_you_are(server, clock):
+    reset = PasswordReset()
+    async with ApiClient(server.url) as api:
+        await reset.start(api, ZHANG[0], "张伟", ZHANG_ID_CARD, await solve_captcha(api))
+        await reset.send(api, clock.now())
+        for _ in range(5):
+            with pytest.raises(errors.ApiError) as refused:
+                await reset.complete(api, "000000", "Zhangwei2027y")
+        assert isinstance(refused.value, errors.ResetExpired | errors.ResetCodeInvalid)
+        reset.restart()
+        assert (reset.step, reset.channel, reset.sent_at) == ("identity", None, None)
+
+
+# ---------------------------------------------------------------------------- helpdesk
+async def test_the_counter_finds_a_student_sees_the_fees_at_a_glance_and_resets(server):
+    async with ApiClient(server.url) as staff:
+        await solve_login(staff, *STAFF)
+        found = await helpdesk.find_students(staff, " 2024010004 ")
+        assert [s.username for s in found.students] == [CHEN[0]]
+        chen = await helpdesk.open_student(staff, CHEN[0])
+        glance = helpdesk.FeesAtAGlance.of(chen.fees)
+        items = [i for tag in chen.fees.tags for i in tag.items]
+        assert glance.count == len(items) > 0
+        assert 0 < glance.owed < sum(i.amount_due for i in items)  # tuition and dorm paid
+        assert glance.paying == 0
+
+        await helpdesk.reset_password(staff, CHEN[0])
+        newest = (await helpdesk.audit_log(staff)).entries[0]
+        assert (newest.actor, newest.target) == (STAFF[0], CHEN[0])
+    async with ApiClient(server.url) as api:
+        assert (await solve_login(api, CHEN[0], "304610Czgc")).must_change_password

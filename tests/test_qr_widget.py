@@ -9,8 +9,7 @@ boost, and a sentence instead of a code when the terminal is too small.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 import segno
@@ -27,12 +26,13 @@ from epay_tui.api.client import ApiClient, new_idempotency_key
 from epay_tui.i18n import tr
 from epay_tui.screens.confirm_order import ConfirmOrderScreen
 from epay_tui.screens.fees import FeesScreen
-from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.pay import PayScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.qr import QrCode
 from tests.conftest import CHEN, solve_login
+from tests.payment_flows import log_in
+from tests.pilot_helpers import until
 
 SIZE = (80, 24)
 CHANNELS = ("wechat", "alipay", "ccb")
@@ -147,15 +147,6 @@ def on_screen(app: App, region: Region) -> list[Strip]:
     ]
 
 
-async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Yield to the app until ``predicate()`` holds, within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout}s; screen {type(pilot.app.screen)}")
-        await pilot.pause(0.05)
-
-
 def idle(app: App) -> bool:
     """No worker runs but the pay screen's long poll (which never ends while open)."""
     return not any(
@@ -175,11 +166,7 @@ def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
 
 async def log_in_chen(pilot: Pilot, server: BackgroundServer) -> None:
     app = pilot.app
-    await until(
-        pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen.captcha_id is not None
-    )
-    answer = answer_for(server, app.screen.captcha_id)
-    await pilot.press(*CHEN[0], "tab", *CHEN[1], "tab", *answer, "enter")
+    await log_in(pilot, server, *CHEN)
     await until(pilot, lambda: isinstance(app.screen, MenuScreen) and idle(app))
 
 

@@ -229,6 +229,25 @@ def test_no_catalog_entry_is_empty_and_placeholders_match():
         assert set(re.findall(r"{(\w+)}", zh_text)) == set(re.findall(r"{(\w+)}", en_text)), key
 
 
+def test_every_key_the_bar_draws_has_its_word_in_both_languages():
+    """The key bar's word for a binding is ``key.<id>``: every shown binding of every
+    screen and of the app has one (a missing word would show the raw key)."""
+    from textual.binding import Binding
+
+    from epay_tui.app import SCREENS_BY_NAME, EpayApp, screen_class
+
+    owners = [EpayApp, *(screen_class(name) for name in SCREENS_BY_NAME)]
+    drawn = {
+        f"key.{binding.id}"
+        for owner in owners
+        for binding in Binding.make_bindings(owner.BINDINGS)
+        if binding.show and binding.id
+    }
+    assert len(drawn) > 25
+    for lang in ("zh", "en"):
+        assert drawn - set(CATALOGS[lang]) == set(), lang
+
+
 @pytest.mark.parametrize("code", sorted(errors.ERRORS_BY_CODE))
 def test_every_error_code_has_a_sentence_in_both_languages(code):
     for lang in ("zh", "en"):

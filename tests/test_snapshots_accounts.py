@@ -18,7 +18,7 @@ from epay_tui.api.client import ApiClient
 from epay_tui.app import make_app
 from epay_tui.config import Settings
 from tests.conftest import LI, WANG, ZHANG, latest_captcha_answer
-from tests.pilot_helpers import settle_workers, snapshot
+from tests.pilot_helpers import fill, settle_workers, snapshot
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
@@ -33,21 +33,11 @@ async def type_text(pilot: Pilot, text: str) -> None:
     await pilot.press(*text)
 
 
-async def clear_field(pilot: Pilot) -> None:
-    """Empty the focused input from the keyboard."""
-    field = pilot.app.focused
-    assert isinstance(field, Input)
-    await pilot.press("end", *["backspace"] * len(field.value))
-
-
 async def submit_login(pilot: Pilot, server, username: str, password: str) -> None:
-    """From a fresh login screen: 学号 → 密码 → 验证码 (the answer just issued) → enter."""
+    """From a fresh login screen: 学号, 密码, 验证码 (the answer just issued), enter."""
     await settle_workers(pilot)
-    await type_text(pilot, username)
-    await pilot.press("tab")
-    await type_text(pilot, password)
-    await pilot.press("tab")
-    await type_text(pilot, latest_captcha_answer(server))
+    answer = latest_captcha_answer(server)
+    await fill(pilot, username=username, password=password, captcha=answer)
     await pilot.press("enter")
     await settle_workers(pilot)
 
@@ -55,9 +45,7 @@ async def submit_login(pilot: Pilot, server, username: str, password: str) -> No
 async def retry_login(pilot: Pilot, server, password: str) -> None:
     """After a refused attempt focus is in 密码 and a new captcha is shown: try again."""
     await settle_workers(pilot)
-    await type_text(pilot, password)
-    await pilot.press("tab")
-    await type_text(pilot, latest_captcha_answer(server))
+    await fill(pilot, password=password, captcha=latest_captcha_answer(server))
     await pilot.press("enter")
     await settle_workers(pilot)
 
@@ -71,9 +59,7 @@ async def zhang_forced(pilot: Pilot, server) -> None:
 async def zhang_changed(pilot: Pilot, server) -> None:
     """ZHANG logs in and replaces the initial password: the menu."""
     await zhang_forced(pilot, server)
-    await type_text(pilot, NEW_PASSWORD)
-    await pilot.press("tab")
-    await type_text(pilot, NEW_PASSWORD)
+    await fill(pilot, new=NEW_PASSWORD, confirm=NEW_PASSWORD)
     await pilot.press("enter")
     await settle_workers(pilot)
     assert type(pilot.app.screen).__name__ == "MenuScreen"
@@ -93,12 +79,10 @@ async def open_reset(pilot: Pilot) -> None:
 
 
 async def reset_identity(pilot: Pilot, server, username: str, name: str, id_card: str) -> None:
-    """Step 1 filled in from the keyboard and submitted with the captcha's answer."""
+    """Step 1 filled in and submitted with the captcha's answer."""
     await open_reset(pilot)
-    for value in (username, name, id_card):
-        await type_text(pilot, value)
-        await pilot.press("tab")
-    await type_text(pilot, latest_captcha_answer(server))
+    answer = latest_captcha_answer(server)
+    await fill(pilot, username=username, name=name, id_card=id_card, captcha=answer)
     await pilot.press("enter")
     await settle_workers(pilot)
 
@@ -398,10 +382,7 @@ async def li_fix_contacts(pilot: Pilot, server) -> None:
     await li_menu(pilot, server)
     await pilot.press("3")
     await settle_workers(pilot)
-    await clear_field(pilot)
-    await type_text(pilot, "13800000002")
-    await pilot.press("enter")
-    await type_text(pilot, "lina@example.edu.cn")
+    await fill(pilot, phone="13800000002", email="lina@example.edu.cn")
     await pilot.press("enter")
 
 
@@ -422,7 +403,7 @@ def test_profile_li_saved(snap_compare, make_ui_app, ui_server, lang):
 
     async def run_before(pilot):
         await li_fix_contacts(pilot, ui_server)
-        await type_text(pilot, LI[1])
+        await fill(pilot, current=LI[1])
         await pilot.press("enter")
 
     assert shot(snap_compare, make_ui_app(lang=lang), run_before)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable
 
 from epay_tui.api.kdf import hash_password
 from epay_tui.screens.audit import AuditScreen
@@ -26,8 +26,9 @@ from epay_tui.screens.reconcile import ReconcileScreen
 from epay_tui.screens.student_page import StudentPage
 from epay_tui.widgets.texts import Tr
 from tests import helpdesk_flows
-from tests.conftest import CHEN, LI, WANG, latest_captcha_answer
-from tests.pilot_helpers import settle_workers, snapshot, until
+from tests.conftest import CHEN, LI, WANG
+from tests.payment_flows import log_in
+from tests.pilot_helpers import clear_field, settle_workers, snapshot, until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
 SIZE = (80, 24)
@@ -44,12 +45,6 @@ def shot(snap_compare, app, run_before: RunBefore) -> bool:
 
 def on(pilot: Pilot, screen_type: type) -> bool:
     return isinstance(pilot.app.screen, screen_type)
-
-
-async def clear_field(pilot: Pilot) -> None:
-    field = pilot.app.focused
-    assert isinstance(field, Input)
-    await pilot.press("end", *["backspace"] * len(field.value))
 
 
 # ----------------------------------------------------------------------------- helpdesk
@@ -206,14 +201,8 @@ def test_audit_list(snap_compare, make_ui_app, ui_server, clock, lang):
 
 # ----------------------------------------------------------------------------- kiosk
 async def chen_menu(pilot: Pilot, server) -> None:
-    await until(
-        pilot,
-        lambda: on(pilot, LoginScreen) and pilot.app.screen.captcha_id is not None,
-        "the login with a captcha",
-    )
-    await settle_workers(pilot)
-    await pilot.press(*CHEN[0], "tab", *CHEN[1], "tab", *latest_captcha_answer(server), "enter")
-    await until(pilot, lambda: on(pilot, MenuScreen), "the menu")
+    await log_in(pilot, server, *CHEN)
+    assert on(pilot, MenuScreen)
     await settle_workers(pilot)
 
 

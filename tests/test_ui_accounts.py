@@ -42,7 +42,7 @@ from tests.conftest import (
     latest_captcha_answer,
     solve_login,
 )
-from tests.pilot_helpers import answer_for, message, plain, screen_text, title, until
+from tests.pilot_helpers import answer_for, fill, message, plain, screen_text, title, until
 
 SIZE = (80, 24)  # ui.md: no screen needs more
 ZHANG_ID_CARD = "320402200603152018"
@@ -91,9 +91,11 @@ def shown_answer(pilot: Pilot, server: BackgroundServer) -> str:
 
 
 async def log_in(pilot: Pilot, server: BackgroundServer, username: str, password: str) -> None:
-    """Type a login from a fresh login screen (focus in 学号) and submit it."""
+    """Fill in a login on a fresh login screen (focus in 学号) and submit it."""
     assert focused_id(pilot.app) == "username"
-    await pilot.press(*username, "tab", *password, "tab", *shown_answer(pilot, server), "enter")
+    answer = shown_answer(pilot, server)
+    await fill(pilot, username=username, password=password, captcha=answer)
+    await pilot.press("enter")
     await settle(pilot)
 
 
@@ -101,7 +103,8 @@ async def retry_password(pilot: Pilot, server: BackgroundServer, password: str) 
     """After a refused login the focus is in 密码 (emptied): type again and submit."""
     assert focused_id(pilot.app) == "password"
     assert pilot.app.screen.query_one("#password", Input).value == ""
-    await pilot.press(*password, "tab", *shown_answer(pilot, server), "enter")
+    await fill(pilot, password=password, captcha=shown_answer(pilot, server))
+    await pilot.press("enter")
     await settle(pilot)
 
 
@@ -137,16 +140,15 @@ def find_string(root: object, needle: str) -> list[str]:
 
 
 def everything_holding(app: Any, needle: str) -> list[str]:
-    """Search the app and every screen (all stacks, every widget) for ``needle``."""
+    """Search the app and every screen of its stack (every widget) for ``needle``."""
     found = [f"app{p[4:]}" for p in find_string(app, needle)]
-    for stack in app._screen_stacks.values():
-        for screen in stack:
-            found += [f"{type(screen).__name__}{p[4:]}" for p in find_string(screen, needle)]
-            for widget in screen.walk_children(with_self=False):
-                found += [
-                    f"{type(screen).__name__}/{widget.id}{p[4:]}"
-                    for p in find_string(widget, needle)
-                ]
+    for screen in app.screen_stack:  # the app has one mode, so one stack
+        found += [f"{type(screen).__name__}{p[4:]}" for p in find_string(screen, needle)]
+        for widget in screen.walk_children(with_self=False):
+            found += [
+                f"{type(screen).__name__}/{widget.id}{p[4:]}"
+                for p in find_string(widget, needle)
+            ]
     return found
 
 
@@ -478,7 +480,6 @@ async def test_first_login_forced_change_live_checklist_then_menu(make_ui_app, u
         assert app.session is not None and app.session.username == ZHANG[0]
 
         # the old password is kept nowhere any more
-        assert screen._old_password is None
         assert find_string(screen, ZHANG[1]) == []
         assert everything_holding(app, ZHANG[1]) == []
 
@@ -625,8 +626,7 @@ async def test_full_reset_through_the_ui_then_login_with_the_new_password(
         assert str(resend.label) == "60 秒后可重新获取"
         assert resend.disabled
         clock.advance(15)
-        screen._tick()
-        assert str(resend.label) == "45 秒后可重新获取"
+        await until(pilot, lambda: str(resend.label) == "45 秒后可重新获取", "the count, 1 s on")
         assert focused_id(app) == "code"
 
         await pilot.press(*codes[0], "enter")

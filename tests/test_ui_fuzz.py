@@ -48,6 +48,7 @@ from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import Tr
 from tests.conftest import CHEN, STAFF, ZHANG, ui_config
+from tests.helpdesk_flows import notices
 from tests.pilot_helpers import answer_for, settle_workers, until
 
 SIZE = (80, 24)
@@ -458,9 +459,9 @@ def message_problems(app, form: Form) -> list[str]:
         problems.append(f"message {line.key} ({text!r}) means something broke")
     if "Traceback" in text or CATALOG_KEY.search(text):
         problems.append(f"message line shows {text!r}")
-    for note in app._notifications:
-        if "Traceback" in str(note.message) or "Error" in str(note.title):
-            problems.append(f"a notification reads {note.title!r}: {str(note.message)[:80]!r}")
+    for note in notices(app):
+        if "Traceback" in note or "Error" in note:
+            problems.append(f"a notification reads {note[:80]!r}")
     return problems
 
 
@@ -567,7 +568,7 @@ async def fuzz(
     )
     recorder.watch_workers(app)
     problems: list[str] = []
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:  # toasts read too
         await form.setup(pilot, ui_server)
         for target in form.fields:
             for n, case in enumerate(cases, start=1):

@@ -211,7 +211,7 @@ async def test_remember_me_keeps_the_login_in_the_keyring_until_logout(
     make_ui_app, ui_server, memory_keyring
 ):
     first = make_ui_app(helpdesk=True)
-    async with first.run_test(size=(80, 24)) as pilot:
+    async with first.run_test(size=(80, 24), notifications=True) as pilot:
         await staff_home(pilot, ui_server, remember=True)
         await until(pilot, lambda: bool(memory_keyring.secrets), "the token in the keyring")
         token = first.api.token
@@ -253,7 +253,7 @@ async def test_remember_me_keeps_the_login_in_the_keyring_until_logout(
 async def test_without_a_secure_keyring_nothing_is_remembered(make_ui_app, ui_server, tmp_path):
     assert type(keyring.get_keyring()).__module__ == "keyring.backends.fail"
     app = make_ui_app(helpdesk=True)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await staff_home(pilot, ui_server, remember=True)
         await until(
             pilot,

@@ -11,7 +11,8 @@ from epay_tui.screens.kiosk import IdleCountdown, StaffPin
 from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.pay import PayScreen
-from tests.conftest import CHEN, latest_captcha_answer
+from tests.conftest import CHEN
+from tests.payment_flows import log_in
 from tests.pilot_helpers import settle_workers, until
 
 PIN = "7391"
@@ -19,9 +20,8 @@ PIN_HASH = hash_password(PIN)
 
 
 async def log_in_chen(app, pilot, server) -> None:
-    await until(pilot, lambda: app.screen.captcha_id is not None, "captcha")
-    await pilot.press(*CHEN[0], "tab", *CHEN[1], "tab", *latest_captcha_answer(server), "enter")
-    await until(pilot, lambda: isinstance(app.screen, MenuScreen), "menu")
+    await log_in(pilot, server, *CHEN)
+    assert isinstance(app.screen, MenuScreen)
 
 
 def visible_text(app) -> str:

@@ -270,7 +270,7 @@ def press_at_once(app: Any, *keys: str) -> None:
     for key in keys:
         event = events.Key(key, "\r" if key == "enter" else key)
         event.set_sender(app)
-        app._driver.send_message(event)
+        app.post_message(event)  # as the terminal driver delivers a key
 
 
 def spy_on_create_order(app: Any) -> list[tuple[list[str], str]]:

@@ -61,3 +61,15 @@ async def next_state(api: ApiClient, order: Order, *, look_only: bool = False) -
 def changed(old: Order, new: Order) -> bool:
     """What 扫码支付 must show again: another status, or another QR."""
     return new.status != old.status or new.payment != old.payment
+
+
+async def claim_paid(api: ApiClient, order_no: str) -> Order:
+    """我已支付: the backend asks the gateway at once; the order as it is then (paid, or
+    awaiting confirmation while the gateway does not know of the payment yet)."""
+    return await api.claim_paid(order_no)
+
+
+async def cancel(api: ApiClient, order_no: str) -> Order:
+    """取消订单: the trade is closed first, then the items are free again. A payment
+    that is already on its way is refused (``PaymentInProgress``), never cancelled."""
+    return await api.cancel_order(order_no)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable
 
 from epay_tui.api.models import AuditLog
+from epay_tui.flow import helpdesk
 from epay_tui.i18n import in_words
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import BACK, EpayScreen
 from epay_tui.widgets.tables import refill_keeping_cursor, relabel, staff_table
 
 
 class AuditScreen(EpayScreen):
     TITLE_KEY = "staff.audit_title"
     HELP = "help.helpdesk"
-    KEY_HINTS = (("Esc", "key.back"),)
-    BINDINGS = [Binding("escape", "back", "back", id="back")]
+    BINDINGS = [BACK]
     COLUMNS = (("at", 14), ("actor", 12), ("action", 20), ("target", 20))
     shown_log: AuditLog | None = None
 
@@ -27,7 +26,7 @@ class AuditScreen(EpayScreen):
 
     def on_mount(self) -> None:
         self.query_one("#audit", DataTable).focus()
-        self.load(lambda api: api.staff_audit(100), self._show, group="audit")
+        self.load(helpdesk.audit_log, self._show, group="audit")
 
     def retranslate(self) -> None:
         relabel(self.query_one("#audit", DataTable), self.COLUMNS, self.app.language)

@@ -9,15 +9,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
+from textual.widgets import DataTable, OptionList
 from textual.worker import Worker
 
 from epay_tui.api import errors
 from epay_tui.i18n import tr
 from epay_tui.i18n.errors import describe
 from epay_tui.screens.dialog import Choice
-from epay_tui.widgets.chrome import AppHeader, KeyBar
+from epay_tui.widgets.chrome import AppHeader, KeyBar, bar_key
 from epay_tui.widgets.texts import Tr
 
 if TYPE_CHECKING:
@@ -34,6 +36,27 @@ T = TypeVar("T")
 RETRY_DELAYS = (1, 2, 4, 8, 15)
 """Seconds between automatic fetches while the backend cannot be reached (then every 15)."""
 BUSY_RETRYING = "app.busy_retrying"
+
+# Keys several screens share. The key bar draws every shown binding with an id, its word
+# the catalog's ``key.<id>`` (widgets/chrome.py).
+BACK = bar_key("escape", "back", "back", "Esc")
+NEXT_FIELD = bar_key("tab", "app.focus_next", "next_field", "Tab")
+"""Drawn in the bar; the app's own tab binding (priority, checked first) moves the focus."""
+
+
+def arrows(word: str) -> list[Binding]:
+    """``up``/``down``, drawn once as ``↑↓`` with ``key.<word>``: the focused list moves
+    its own cursor; these move the screen's list when something else has the focus."""
+    return [
+        bar_key("up", "cursor(-1)", word, "↑↓"),
+        bar_key("down", "cursor(1)", word, "↑↓"),
+    ]
+
+
+def enter_key(word: str, action: str = "submit") -> Binding:
+    """``enter`` for ``action``, drawn as ``Enter`` with the catalog's ``key.<word>``. A
+    focused field or button takes ``enter`` first; this is the key when nothing else does."""
+    return bar_key("enter", action, word, "Enter")
 
 
 class EpayHost(Protocol):
@@ -70,12 +93,12 @@ class WatchesKeys(Protocol):
 
 
 class EpayScreen(Screen[Any]):
-    """A screen of the app. Subclasses give ``TITLE_KEY``, ``HELP``, ``KEY_HINTS`` and
-    ``compose_body``; the message line (``#message``) shows errors in words."""
+    """A screen of the app. Subclasses give ``TITLE_KEY``, ``HELP``, ``BINDINGS`` (the
+    key bar draws them) and ``compose_body``; the message line (``#message``) shows
+    errors in words."""
 
     TITLE_KEY = ""
     HELP = ""
-    KEY_HINTS: tuple[tuple[str, str], ...] = ()
     _retry_now: asyncio.Event | None = None
 
     @property
@@ -95,6 +118,21 @@ class EpayScreen(Screen[Any]):
 
     def compose_body(self) -> Iterable[Widget]:
         return ()
+
+    def _list(self) -> OptionList | DataTable[Any]:
+        rows = self.query("OptionList, DataTable").first()
+        rows.focus()
+        return rows  # type: ignore[return-value]
+
+    def action_cursor(self, step: int) -> None:
+        """Move the screen's list (``arrows``)."""
+        rows = self._list()
+        (rows.action_cursor_down if step > 0 else rows.action_cursor_up)()
+
+    def action_open_row(self) -> None:
+        """Open what the screen's list highlights, as ``enter`` on the list does."""
+        rows = self._list()
+        rows.action_select() if isinstance(rows, OptionList) else rows.action_select_cursor()
 
     @property
     def message(self) -> Tr:

@@ -6,7 +6,6 @@ import base64
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Input
@@ -14,6 +13,7 @@ from textual.widgets import Input
 from epay_tui.i18n import tr
 from epay_tui.screens.base import EpayScreen
 from epay_tui.widgets.captcha import CaptchaImage
+from epay_tui.widgets.chrome import bar_key
 from epay_tui.widgets.texts import Tr, TrButton
 
 if TYPE_CHECKING:
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 class CaptchaForm(EpayScreen):
     """A screen whose form ends in 验证码 with the image under it; ``ctrl+r`` 换一张."""
 
-    BINDINGS = [Binding("ctrl+r", "new_captcha", "refresh", id="refresh_captcha")]
+    NEW_CAPTCHA = bar_key("ctrl+r", "new_captcha", "new_captcha", "^R")
+    """Each form lists it in its ``BINDINGS`` where the key bar should show it."""
     captcha_id: str | None = None
 
     def load_form(self) -> None:

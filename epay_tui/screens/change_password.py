@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from textual import on
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Input
 
 from epay_tui.api import errors
 from epay_tui.i18n.errors import rule_list
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import BACK, NEXT_FIELD, EpayScreen, enter_key
 from epay_tui.widgets.checklist import PasswordChecklist
 from epay_tui.widgets.texts import Tr, TrButton
 
@@ -23,8 +22,7 @@ class ChangePasswordScreen(EpayScreen):
 
     TITLE_KEY = "password.title"
     HELP = "help.password"
-    KEY_HINTS = (("Tab", "key.next_field"), ("Enter", "password.submit"), ("Esc", "key.back"))
-    BINDINGS = [Binding("escape", "back", "back", id="back")]
+    BINDINGS = [NEXT_FIELD, enter_key("set_password"), BACK]
 
     def __init__(self, forced: str | None = None, old_password: str | None = None) -> None:
         super().__init__()
@@ -67,7 +65,7 @@ class ChangePasswordScreen(EpayScreen):
 
     @on(Input.Submitted, "#confirm")
     @on(TrButton.Pressed, "#submit")
-    def submit(self) -> None:
+    def action_submit(self) -> None:
         old = self._old_password if self.forced else self.query_one("#old", Input).value
         new = self.query_one("#new", Input).value
         confirm = self.query_one("#confirm", Input).value

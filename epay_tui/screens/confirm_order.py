@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from textual import on
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import RadioButton, RadioSet, Static
@@ -14,7 +13,8 @@ from epay_tui.api import errors, rules
 from epay_tui.api.models import CHANNELS, FeeItem, Order, PayQr
 from epay_tui.flow.paying import Checkout
 from epay_tui.i18n import tr
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import BACK, EpayScreen
+from epay_tui.widgets.chrome import bar_key
 from epay_tui.widgets.texts import Tr, TrButton
 
 
@@ -23,14 +23,13 @@ class ConfirmOrderScreen(EpayScreen):
 
     TITLE_KEY = "confirm.title"
     HELP = "help.confirm"
-    KEY_HINTS = (("1/2/3", "confirm.channel"), ("Enter", "confirm.submit"), ("Esc", "key.back"))
     BINDINGS = [
         *(
-            Binding(str(n), f"channel('{c}')", c, id=f"channel_{c}", show=False)
+            bar_key(str(n), f"channel('{c}')", "channel", "1/2/3")
             for n, c in enumerate(CHANNELS, start=1)
         ),
-        Binding("enter", "submit", "submit", id="submit", priority=True),
-        Binding("escape", "back", "back", id="back"),
+        bar_key("enter", "submit", "submit_payment", "Enter", priority=True),
+        BACK,
     ]
 
     def __init__(self, items: list[FeeItem]) -> None:

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 
 from rich.text import Text
 from textual import on
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import DataTable
@@ -14,8 +13,9 @@ from textual.widgets import DataTable
 from epay_tui.api import rules
 from epay_tui.api.models import FeeItem, Fees
 from epay_tui.i18n import tr
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import BACK, EpayScreen, enter_key
 from epay_tui.screens.dialog import Choice
+from epay_tui.widgets.chrome import bar_key
 from epay_tui.widgets.texts import Tr, TrButton
 
 COLUMNS = (
@@ -33,16 +33,11 @@ TAG_KEY = "tag:"
 class FeesScreen(EpayScreen):
     TITLE_KEY = "fees.title"
     HELP = "help.fees"
-    KEY_HINTS = (
-        ("Space", "fees.check"),
-        ("A", "fees.select_all"),
-        ("Enter", "fees.go_pay"),
-        ("Esc", "key.back"),
-    )
     BINDINGS = [
-        Binding("space", "toggle", "check", id="check"),
-        Binding("a", "select_all", "select all", id="select_all"),
-        Binding("escape", "back", "back", id="back"),
+        bar_key("space", "toggle", "check", "Space"),
+        bar_key("a", "select_all", "select_all", "A"),
+        enter_key("go_pay", "open_row"),
+        BACK,
     ]
 
     def __init__(self) -> None:

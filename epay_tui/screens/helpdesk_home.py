@@ -6,15 +6,16 @@ from collections.abc import Iterable
 
 from rich.text import Text
 from textual import on
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import DataTable, Input
 
 from epay_tui.api.models import StudentList
+from epay_tui.flow import helpdesk
 from epay_tui.flow.remember import remember_token
 from epay_tui.i18n import tr
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import EpayScreen, enter_key
+from epay_tui.widgets.chrome import bar_key
 from epay_tui.widgets.tables import refill_keeping_cursor, relabel, staff_table
 from epay_tui.widgets.texts import Tr
 
@@ -22,16 +23,11 @@ from epay_tui.widgets.texts import Tr
 class HelpdeskHome(EpayScreen):
     TITLE_KEY = "staff.home_title"
     HELP = "help.helpdesk"
-    KEY_HINTS = (
-        ("Enter", "staff.search"),
-        ("F5", "staff.reconcile"),
-        ("F6", "staff.audit"),
-        ("F9", "menu.logout"),
-    )
     BINDINGS = [
-        Binding("f5", "reconcile", "reconcile", id="reconcile"),
-        Binding("f6", "audit", "audit", id="audit"),
-        Binding("f9", "logout", "logout", id="logout"),
+        enter_key("search"),
+        bar_key("f5", "reconcile", "reconcile", "F5"),
+        bar_key("f6", "audit", "audit", "F6"),
+        bar_key("f9", "logout", "logout", "F9"),
     ]
     COLUMNS = (
         ("username", 12),
@@ -58,9 +54,9 @@ class HelpdeskHome(EpayScreen):
             self._fill(self.found)
 
     @on(Input.Submitted, "#search")
-    def search(self, event: Input.Submitted) -> None:
-        query = event.value.strip()
-        self.load(lambda api: api.staff_students(query), self._show, group="search")
+    def action_submit(self) -> None:
+        query = self.query_one("#search", Input).value
+        self.load(lambda api: helpdesk.find_students(api, query), self._show, group="search")
 
     def _show(self, found: StudentList) -> None:
         self.found = found

@@ -13,6 +13,7 @@ from textual.widgets import Input
 from epay_tui.api import errors
 from epay_tui.flow.login import log_in
 from epay_tui.i18n import tr
+from epay_tui.screens.base import NEXT_FIELD, enter_key
 from epay_tui.screens.captcha_flow import CaptchaForm
 from epay_tui.widgets.texts import Tr, TrButton
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 class LoginScreen(CaptchaForm):
     TITLE_KEY = "login.title"
     HELP = "help.login"
-    KEY_HINTS = (("Tab", "key.next_field"), ("Enter", "login.submit"), ("^R", "login.refresh"))
+    BINDINGS = [NEXT_FIELD, enter_key("log_in"), CaptchaForm.NEW_CAPTCHA]
 
     def __init__(
         self,
@@ -80,7 +81,7 @@ class LoginScreen(CaptchaForm):
 
     @on(Input.Submitted, "#captcha")
     @on(TrButton.Pressed, "#login")
-    def submit(self) -> None:
+    def action_submit(self) -> None:
         attempt = self.credentials()
         if attempt is None:
             return

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from textual import on
-from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from epay_tui.api.models import Orders
 from epay_tui.i18n import tr
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import EpayScreen, arrows, enter_key
+from epay_tui.widgets.chrome import bar_key
 
 ENTRIES = ("fees", "orders", "profile", "password", "logout")
 SCREEN_OF = {
@@ -27,10 +27,13 @@ SCREEN_OF = {
 class MenuScreen(EpayScreen):
     TITLE_KEY = "menu.title"
     HELP = "help.menu"
-    KEY_HINTS = (("1-5", "key.select"), ("↑↓", "key.move"), ("Enter", "key.open"))
     BINDINGS = [
-        Binding(str(n), f"open('{entry}')", entry, id=f"menu_{entry}", show=False)
-        for n, entry in enumerate(ENTRIES, start=1)
+        *(
+            bar_key(str(n), f"open('{entry}')", "select", "1-5")
+            for n, entry in enumerate(ENTRIES, start=1)
+        ),
+        *arrows("move"),
+        enter_key("open", "open_row"),
     ]
 
     def compose_body(self) -> Iterable[Widget]:

@@ -6,14 +6,13 @@ from collections.abc import Iterable
 
 from rich.text import Text
 from textual import on
-from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable
 
 from epay_tui.api import rules
 from epay_tui.api.models import Order, Orders
 from epay_tui.i18n import tr
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import BACK, EpayScreen, arrows, enter_key
 
 COLUMNS = (("order_no", 18), ("items", 18), ("total", 12), ("status", 8), ("created", 11))
 STATUS_STYLE = {"paid": "green", "open": "yellow", "awaiting_confirmation": "yellow"}
@@ -22,8 +21,7 @@ STATUS_STYLE = {"paid": "green", "open": "yellow", "awaiting_confirmation": "yel
 class OrdersScreen(EpayScreen):
     TITLE_KEY = "orders.title"
     HELP = "help.orders"
-    KEY_HINTS = (("↑↓", "key.select"), ("Enter", "orders.open"), ("Esc", "key.back"))
-    BINDINGS = [Binding("escape", "back", "back", id="back")]
+    BINDINGS = [*arrows("select"), enter_key("view", "open_row"), BACK]
 
     def __init__(self) -> None:
         super().__init__()

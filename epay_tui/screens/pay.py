@@ -13,7 +13,6 @@ from datetime import datetime
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 
@@ -21,9 +20,9 @@ from epay_tui.api import errors, rules
 from epay_tui.api.models import CHANNELS, Order, PayQr
 from epay_tui.flow import paying
 from epay_tui.i18n import tr
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import BACK, EpayScreen
 from epay_tui.screens.dialog import Choice
-from epay_tui.widgets.chrome import AppHeader, KeyBar
+from epay_tui.widgets.chrome import AppHeader, KeyBar, bar_key
 from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import Tr, TrButton
 
@@ -36,11 +35,11 @@ INFO_ROOM = (39, 2)
 class PayScreen(EpayScreen):
     HELP = "help.pay"
     BINDINGS = [
-        Binding("y", "claim", "claim paid", id="claim"),
-        Binding("c", "change_channel", "change channel", id="change_channel"),
-        Binding("x", "cancel_order", "cancel order", id="cancel_order"),
-        Binding("escape", "back", "back", id="back"),
-        Binding("enter", "done", "back", id="done", show=False),
+        bar_key("y", "claim", "claim", "Y"),
+        bar_key("c", "change_channel", "change_channel", "C"),
+        bar_key("x", "cancel_order", "cancel_order", "X"),
+        BACK,
+        bar_key("enter,escape", "done", "done", "Enter"),
     ]
 
     def __init__(self, order: Order, qr: PayQr | None = None) -> None:
@@ -48,17 +47,6 @@ class PayScreen(EpayScreen):
         self.order = order
         self.qr_url = qr.qr_url if qr else (order.payment.qr_url if order.payment else None)
         self.channel = qr.channel if qr else (order.payment.channel if order.payment else None)
-
-    @property
-    def KEY_HINTS(self) -> tuple[tuple[str, str], ...]:
-        if self.order.status == "open":
-            return (
-                ("Y", "pay.claim"),
-                ("C", "pay.change"),
-                ("X", "pay.cancel"),
-                ("Esc", "key.back"),
-            )
-        return (("Enter", "key.back"),)
 
     def compose(self) -> ComposeResult:
         yield AppHeader()
@@ -131,7 +119,7 @@ class PayScreen(EpayScreen):
             title.show("pay.title")
             outcome.clear()
         self._tick()
-        self.query_one(KeyBar).refresh()
+        self.refresh_bindings()  # Y C X Esc while open, Enter after
 
     def _local(self, when: datetime | None) -> str:
         return when.strftime("%Y-%m-%d %H:%M:%S") if when else ""
@@ -187,8 +175,12 @@ class PayScreen(EpayScreen):
 
     # ----------------------------------------------------------------- actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("claim", "change_channel", "cancel_order"):
+        """An open order: Y C X and Esc; any other: Enter (or Esc) leaves. A hidden key
+        is not drawn in the key bar either."""
+        if action in ("claim", "change_channel", "cancel_order", "back"):
             return self.order.status == "open"
+        if action == "done":
+            return self.order.status != "open"
         return True
 
     @on(TrButton.Pressed, "#claim")
@@ -201,7 +193,10 @@ class PayScreen(EpayScreen):
     def _claim(self) -> None:
         number = self.order.order_no
         self.call_api(
-            lambda api: api.claim_paid(number), self._update, failed=self._refused, group="claim"
+            lambda api: paying.claim_paid(api, number),
+            self._update,
+            failed=self._refused,
+            group="claim",
         )
 
     @on(TrButton.Pressed, "#change")
@@ -239,7 +234,10 @@ class PayScreen(EpayScreen):
     def _cancel(self) -> None:
         number = self.order.order_no
         self.call_api(
-            lambda api: api.cancel_order(number), self._update, failed=self._refused, group="cancel"
+            lambda api: paying.cancel(api, number),
+            self._update,
+            failed=self._refused,
+            group="cancel",
         )
 
     def _refused(self, exc: errors.ApiError) -> bool:
@@ -275,8 +273,7 @@ class PayScreen(EpayScreen):
 
     @on(TrButton.Pressed, "#back-button")
     def action_done(self) -> None:
-        if self.order.status != "open":
-            self.dismiss()
+        self.dismiss()
 
     def action_back(self) -> None:
         self.dismiss()

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from textual import on
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from epay_tui.api import errors, rules
 from epay_tui.api.models import Profile
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import BACK, NEXT_FIELD, EpayScreen, enter_key
 from epay_tui.widgets.texts import Tr, TrButton
 
 IDENTITY = ("name", "username", "department", "major", "class_name", "id_card")
@@ -23,8 +22,7 @@ class ProfileScreen(EpayScreen):
 
     TITLE_KEY = "profile.title"
     HELP = "help.profile"
-    KEY_HINTS = (("Tab", "key.next_field"), ("Enter", "profile.save"), ("Esc", "key.back"))
-    BINDINGS = [Binding("escape", "back", "back", id="back")]
+    BINDINGS = [NEXT_FIELD, enter_key("save"), BACK]
 
     def __init__(self, reason: str | None = None) -> None:
         super().__init__()
@@ -103,7 +101,7 @@ class ProfileScreen(EpayScreen):
 
     @on(Input.Submitted, "#current")
     @on(TrButton.Pressed, "#save")
-    def save(self) -> None:
+    def action_submit(self) -> None:
         phone = self.query_one("#phone", Input).value.strip()
         email = self.query_one("#email", Input).value.strip()
         password = self.query_one("#current", Input).value

@@ -6,14 +6,14 @@ from collections.abc import Iterable
 from datetime import date
 
 from textual import on
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Input
 
 from epay_tui.api.models import ReconcileResult
+from epay_tui.flow import helpdesk
 from epay_tui.i18n import in_words
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import BACK, EpayScreen, enter_key
 from epay_tui.screens.dialog import Choice
 from epay_tui.widgets.texts import Tr
 
@@ -23,8 +23,7 @@ class ReconcileScreen(EpayScreen):
 
     TITLE_KEY = "staff.reconcile_title"
     HELP = "help.helpdesk"
-    KEY_HINTS = (("Enter", "staff.reconcile"), ("Esc", "key.back"))
-    BINDINGS = [Binding("escape", "back", "back", id="back")]
+    BINDINGS = [enter_key("reconcile"), BACK]
 
     def compose_body(self) -> Iterable[Widget]:
         with Vertical(classes="form"), Horizontal(classes="field"):
@@ -44,9 +43,9 @@ class ReconcileScreen(EpayScreen):
         self.query_one("#date", Input).focus()
 
     @on(Input.Submitted, "#date")
-    def ask(self, event: Input.Submitted) -> None:
+    def action_submit(self) -> None:
         try:
-            day = date.fromisoformat(event.value.strip())
+            day = date.fromisoformat(self.query_one("#date", Input).value.strip())
         except ValueError:
             self.say("staff.bad_date", severity="error")
             return
@@ -60,7 +59,7 @@ class ReconcileScreen(EpayScreen):
         )
 
     def _run(self, day: date) -> None:
-        self.load(lambda api: api.staff_reconcile(day), self._show, group="reconcile")
+        self.load(lambda api: helpdesk.reconcile(api, day), self._show, group="reconcile")
 
     def _show(self, result: ReconcileResult) -> None:
         self.query_one("#reconcile-result", Tr).show(

@@ -5,35 +5,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from textual import on
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, RadioButton, RadioSet
 
 from epay_tui.api import errors
 from epay_tui.api.models import ResetStarted
+from epay_tui.flow.reset import PasswordReset
 from epay_tui.i18n import tr
 from epay_tui.i18n.errors import rule_list
+from epay_tui.screens.base import BACK, NEXT_FIELD, enter_key
 from epay_tui.screens.captcha_flow import CaptchaForm
 from epay_tui.widgets.checklist import PasswordChecklist
 from epay_tui.widgets.texts import Tr, TrButton
 
-RESEND_SECONDS = 60
+STEP_TITLES = {"identity": "reset.step1", "channels": "reset.step2", "complete": "reset.step3"}
 
 
 class ResetPasswordScreen(CaptchaForm):
     TITLE_KEY = "reset.title"
     HELP = "help.reset"
-    KEY_HINTS = (("Tab", "key.next_field"), ("Enter", "key.submit"), ("Esc", "key.back"))
-    BINDINGS = [Binding("escape", "back", "back", id="back")]
+    BINDINGS = [NEXT_FIELD, enter_key("submit"), CaptchaForm.NEW_CAPTCHA, BACK]
 
     def __init__(self, username: str = "") -> None:
         super().__init__()
         self.prefill = username
-        self.started: ResetStarted | None = None
-        self.username = username
-        self.channel: str | None = None
-        self.sent_at: float | None = None
+        self.reset = PasswordReset(username)
 
     def compose_body(self) -> Iterable[Widget]:
         yield Tr("reset.step1", id="step")
@@ -71,7 +68,7 @@ class ResetPasswordScreen(CaptchaForm):
                 with Horizontal(classes="field"):
                     yield Tr("password.confirm", classes="label")
                     yield Input(id="confirm", password=True, max_length=128, compact=True)
-                yield PasswordChecklist(self.username, id="checklist")
+                yield PasswordChecklist(self.reset.username, id="checklist")
                 with Horizontal(classes="buttons"):
                     yield TrButton("reset.submit", id="complete-button", variant="primary")
 
@@ -93,15 +90,12 @@ class ResetPasswordScreen(CaptchaForm):
         fields = ("username", "name", "id_card")
         if not self.filled(*fields, missing="reset.missing"):
             return
-        values = {f: self.query_one(f"#{f}", Input).value.strip() for f in fields}
+        username, name, id_card = (self.query_one(f"#{f}", Input).value.strip() for f in fields)
         captcha = self.take_captcha()
         if captcha is None:
             return
-        self.username = values["username"]
         self.call_api(
-            lambda api: api.reset_start(
-                values["username"], values["name"], values["id_card"], *captcha
-            ),
+            lambda api: self.reset.start(api, username, name, id_card, captcha),
             self._started,
             failed=self._start_failed,
             group="reset",
@@ -114,10 +108,9 @@ class ResetPasswordScreen(CaptchaForm):
         return True
 
     async def _started(self, started: ResetStarted) -> None:
-        self.started = started
-        self.query_one(PasswordChecklist).username = self.username
+        self.query_one(PasswordChecklist).username = self.reset.username
         self.message.clear()
-        self._goto("channels", "reset.step2")
+        self._show_step()
         buttons = [
             RadioButton(
                 tr(self.app.language, f"reset.channel_{c.channel}", to=c.to),
@@ -147,24 +140,21 @@ class ResetPasswordScreen(CaptchaForm):
 
     @on(TrButton.Pressed, "#send, #resend")
     def send(self) -> None:
-        if self.started is None:
+        if not self.reset.channels:
             return
         pressed = self.query_one(RadioSet).pressed_button
-        channel = self.channel or (pressed.name if pressed else self.started.channels[0].channel)
-        reset_id = self.started.reset_id
+        channel = pressed.name if pressed else None
+        now = self.epay.clock.now()
         self.call_api(
-            lambda api: api.reset_send(reset_id, channel),
-            lambda _: self._sent(channel),
+            lambda api: self.reset.send(api, now, channel),
+            self._sent,
             failed=self._send_failed,
             group="send",
         )
 
-    def _sent(self, channel: str) -> None:
-        self.channel = channel
-        self.sent_at = self.epay.clock.now().timestamp()
-        to = next(c.to for c in self.started.channels if c.channel == channel)
+    def _sent(self, to: str) -> None:
         self.say("reset.sent", severity="ok", to=to)
-        self._goto("complete", "reset.step3")
+        self._show_step()
         self._tick()
         self.query_one("#code", Input).focus()
 
@@ -177,9 +167,9 @@ class ResetPasswordScreen(CaptchaForm):
     def _tick(self) -> None:
         """The resend button counts down the 60 s the backend enforces."""
         button = self.query_one("#resend", TrButton)
-        if self.sent_at is None:
+        if self.reset.sent_at is None:
             return
-        left = int(RESEND_SECONDS - (self.epay.clock.now().timestamp() - self.sent_at) + 0.999)
+        left = self.reset.resend_in(self.epay.clock.now())
         if left > 0:
             button.disabled = True
             button.label = tr(self.app.language, "reset.resend_in", seconds=left)
@@ -202,7 +192,7 @@ class ResetPasswordScreen(CaptchaForm):
         code = self.query_one("#code", Input).value.strip()
         new = self.query_one("#new", Input).value
         confirm = self.query_one("#confirm", Input).value
-        if not (code and new and confirm) or self.started is None:
+        if not (code and new and confirm) or self.reset.started is None:
             self.say("reset.missing", severity="error")
             return
         reasons = self.query_one(PasswordChecklist).check(new)
@@ -214,9 +204,8 @@ class ResetPasswordScreen(CaptchaForm):
             self.say("password.mismatch", severity="error")
             self.query_one("#confirm", Input).focus()
             return
-        reset_id = self.started.reset_id
         self.call_api(
-            lambda api: api.reset_complete(reset_id, code, new),
+            lambda api: self.reset.complete(api, code, new),
             lambda _: self._done(),
             failed=self._complete_failed,
             group="complete",
@@ -235,17 +224,31 @@ class ResetPasswordScreen(CaptchaForm):
 
     def _restart(self, exc: errors.ApiError) -> None:
         """The reset is void (expired or too many wrong codes): back to step 1."""
-        self.started, self.channel, self.sent_at = None, None, None
-        self._goto("identity", "reset.step1")
+        self.reset.restart()
+        self._show_step()
         self.show_error(exc)
         self.action_new_captcha()
 
     def _done(self) -> None:
-        self.epay.start_over("login", username=self.username, notice="reset.done")
+        self.epay.start_over("login", username=self.reset.username, notice="reset.done")
 
-    def _goto(self, panel: str, step_key: str) -> None:
-        self.query_one(ContentSwitcher).current = panel
-        self.query_one("#step", Tr).show(step_key)
+    def _show_step(self) -> None:
+        step = self.reset.step
+        self.query_one(ContentSwitcher).current = step
+        self.query_one("#step", Tr).show(STEP_TITLES[step])
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The captcha (and ``ctrl+r``) belongs to step 1 only."""
+        if action == "new_captcha":
+            return self.reset.step == "identity"
+        return True
+
+    def action_submit(self) -> None:
+        """``enter`` outside the fields: the step's own button."""
+        {"identity": self.start, "channels": self.send, "complete": self.complete}[
+            self.reset.step
+        ]()
 
     def action_back(self) -> None:
         self.dismiss()

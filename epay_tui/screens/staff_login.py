@@ -14,6 +14,7 @@ from epay_tui.api import errors
 from epay_tui.flow.login import log_in_staff, resume_staff
 from epay_tui.flow.remember import remember_token, remembered_token
 from epay_tui.i18n import tr
+from epay_tui.screens.base import NEXT_FIELD, enter_key
 from epay_tui.screens.captcha_flow import CaptchaForm
 from epay_tui.widgets.texts import Tr, TrButton
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 class StaffLoginScreen(CaptchaForm):
     TITLE_KEY = "staff.login_title"
     HELP = "help.staff_login"
-    KEY_HINTS = (("Tab", "key.next_field"), ("Enter", "login.submit"), ("^R", "login.refresh"))
+    BINDINGS = [NEXT_FIELD, enter_key("log_in"), CaptchaForm.NEW_CAPTCHA]
 
     def __init__(
         self, notice: str | None = None, severity: str = "ok", values: dict | None = None
@@ -82,7 +83,7 @@ class StaffLoginScreen(CaptchaForm):
 
     @on(Input.Submitted, "#captcha")
     @on(TrButton.Pressed, "#login")
-    def submit(self) -> None:
+    def action_submit(self) -> None:
         attempt = self.credentials()
         if attempt is None:
             return

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable
 
 from epay_tui.api import rules
 from epay_tui.api.models import StudentDetail
+from epay_tui.flow import helpdesk
 from epay_tui.i18n import in_words, tr
-from epay_tui.screens.base import EpayScreen
+from epay_tui.screens.base import BACK, EpayScreen
 from epay_tui.screens.dialog import Choice
+from epay_tui.widgets.chrome import bar_key
 from epay_tui.widgets.tables import refill_keeping_cursor, relabel, staff_table
 from epay_tui.widgets.texts import Tr
 
@@ -23,17 +24,11 @@ class StudentPage(EpayScreen):
 
     TITLE_KEY = "staff.student_title"
     HELP = "help.helpdesk"
-    KEY_HINTS = (
-        ("F3", "staff.reset_password"),
-        ("F4", "staff.unlock"),
-        ("F7", "staff.query_payment"),
-        ("Esc", "key.back"),
-    )
     BINDINGS = [
-        Binding("f3", "reset_password", "reset password", id="reset_password"),
-        Binding("f4", "unlock", "unlock", id="unlock"),
-        Binding("f7", "query_payment", "query payment", id="query_payment"),
-        Binding("escape", "back", "back", id="back"),
+        bar_key("f3", "reset_password", "reset_password", "F3"),
+        bar_key("f4", "unlock", "unlock", "F4"),
+        bar_key("f7", "query_payment", "query_payment", "F7"),
+        BACK,
     ]
     COLUMNS = (("order_no", 18), ("items", 18), ("total", 11), ("status", 8), ("created", 11))
 
@@ -55,7 +50,7 @@ class StudentPage(EpayScreen):
 
     def reload(self) -> None:
         name = self.username
-        self.load(lambda api: api.staff_student(name), self._show, group="student")
+        self.load(lambda api: helpdesk.open_student(api, name), self._show, group="student")
 
     def _show(self, detail: StudentDetail) -> None:
         self.detail = detail
@@ -79,13 +74,12 @@ class StudentPage(EpayScreen):
                 or "✓"
             ),
         )
-        items = [i for tag in detail.fees.tags for i in tag.items]
-        owed = sum(i.outstanding for i in items)
+        glance = helpdesk.FeesAtAGlance.of(detail.fees)
         self.query_one("#fees-line", Tr).show(
             "staff.fees_line",
-            count=len(items),
-            owed=rules.format_fen(owed),
-            paying=sum(i.state == "in_order" for i in items),
+            count=glance.count,
+            owed=rules.format_fen(glance.owed),
+            paying=glance.paying,
         )
         self._fill_orders(detail)
 
@@ -122,7 +116,7 @@ class StudentPage(EpayScreen):
 
         def run() -> None:
             self.call_api(
-                lambda api: api.staff_reset_password(name),
+                lambda api: helpdesk.reset_password(api, name),
                 lambda _: self._done("staff.reset_done"),
                 group="action",
             )
@@ -134,7 +128,7 @@ class StudentPage(EpayScreen):
 
         def run() -> None:
             self.call_api(
-                lambda api: api.staff_unlock(name),
+                lambda api: helpdesk.unlock(api, name),
                 lambda _: self._done("staff.unlock_done"),
                 group="action",
             )
@@ -150,7 +144,7 @@ class StudentPage(EpayScreen):
 
         def run() -> None:
             self.call_api(
-                lambda api: api.staff_query_order(order_no),
+                lambda api: helpdesk.query_payment(api, order_no),
                 lambda order: self._done(
                     "staff.query_done",
                     order_no=order_no,

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 from rich.text import Text
+from textual import actions
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
 from textual.widget import Widget
 
 from epay_tui.i18n import tr
@@ -35,22 +41,62 @@ class AppHeader(Widget):
         return bar
 
 
+def bar_key(keys: str, action: str, word: str, display: str, *, priority: bool = False) -> Binding:
+    """A binding the key bar draws: ``display`` (``Enter``, ``F5``, ``1-5`` for a group
+    of keys sharing ``word``) and the catalog's ``key.<word>``. ``word`` is the binding's
+    id and, in English, its description for Textual's own key lists."""
+    return Binding(keys, action, word, id=word, key_display=display, priority=priority)
+
+
 class KeyBar(Widget):
-    """The keys this screen answers, in the current language, then the global ones."""
+    """The keys this screen answers now, drawn from its bindings: every shown binding
+    with an id, once per id (a group of keys such as 1-5 shares one id and one
+    ``key_display``), its word the catalog's ``key.<id>`` in the current language; the
+    app's own keys (F1 F2 ^Q) last. A binding the screen's ``check_action`` hides is not
+    drawn."""
 
     DEFAULT_CSS = """
     KeyBar { dock: bottom; height: 1; background: $panel; color: $text-muted; }
     """
 
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, _screen: object) -> None:
+        self.refresh()
+
     def retranslate(self) -> None:
         self.refresh()
+
+    def keys(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(this screen's keys, the app's keys) as (key as shown, catalog key), in the
+        order the bindings are declared. A focused field that takes a key first (a form's
+        ``enter``) does not hide it: the screen's binding says what the key is for."""
+        return self._drawn(self.screen), self._drawn(self.app)
+
+    def _drawn(self, node: Screen[Any] | App[Any]) -> list[tuple[str, str]]:
+        drawn: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for binding in Binding.make_bindings(node.BINDINGS):
+            if not binding.show or binding.id is None or binding.id in seen:
+                continue
+            namespace, action, parameters = actions.parse(binding.action)
+            if not namespace and node.check_action(action, parameters) is False:
+                continue  # hidden by the screen (扫码支付's Y C X once the order is paid)
+            seen.add(binding.id)
+            drawn.append((self.app.get_key_display(binding), f"key.{binding.id}"))
+        return drawn
 
     def render(self) -> Text:
         """Every key with its word; when that is too wide, the global keys (F1 F2 ^Q,
         the same on every screen) lose their words first, so no key is ever cut off."""
         lang = self.app.language
-        own = [(key, tr(lang, word)) for key, word in getattr(self.screen, "KEY_HINTS", ())]
-        shared = [(key, tr(lang, word)) for key, word in self.app.global_key_hints()]
+        own_keys, shared_keys = self.keys()
+        own = [(key, tr(lang, word)) for key, word in own_keys]
+        shared = [(key, tr(lang, word)) for key, word in shared_keys]
         line = self._line([*own, *shared])
         if line.cell_len > self.size.width:
             line = self._line([*own, *((key, "") for key, _ in shared)])
