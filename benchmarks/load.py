@@ -798,7 +798,7 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=1.0, help="a payer's pause between steps")
     parser.add_argument("--tags", type=int, default=4, help="school years of fees per student")
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 20 kiosks, levels 5,10, 5 s, wait 3"
+        "--quick", action="store_true", help="smoke run: 20 kiosks, levels 5,10, 3 s, wait 2"
     )
     parser.add_argument("--serve-child", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--students", type=int, help=argparse.SUPPRESS)
@@ -807,7 +807,7 @@ def main() -> int:
         serve_child(args.serve_child, args.students, args.tags)
         return 0
     if args.quick:
-        args.kiosks, args.levels, args.seconds, args.wait = 20, "5,10", 5.0, 3.0
+        args.kiosks, args.levels, args.seconds, args.wait = 20, "5,10", 3.0, 2.0
     if not 0 < args.wait <= 25:
         parser.error("--wait must be in (0, 25]")
     args.load_before = os.getloadavg()[0]
