@@ -31,7 +31,7 @@ from epay_tui.screens.pay import PayScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.qr import QrCode
 from tests.conftest import CHEN, solve_login
-from tests.payment_flows import log_in
+from tests.payment_flows import log_in, orders_of
 from tests.pilot_helpers import until
 
 SIZE = (80, 24)
@@ -155,30 +155,10 @@ def idle(app: App) -> bool:
     )
 
 
-def answer_for(server: BackgroundServer, captcha_id: str | None) -> str:
-    with server.backend.store.read() as conn:
-        row = conn.execute(
-            "SELECT answer FROM captchas WHERE captcha_id=?", (captcha_id,)
-        ).fetchone()
-    assert row is not None, f"no captcha {captcha_id!r}"
-    return row["answer"]
-
-
 async def log_in_chen(pilot: Pilot, server: BackgroundServer) -> None:
     app = pilot.app
     await log_in(pilot, server, *CHEN)
     await until(pilot, lambda: isinstance(app.screen, MenuScreen) and idle(app))
-
-
-def orders_of(server: BackgroundServer, username: str) -> list[dict]:
-    with server.backend.store.read() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                "SELECT order_no, status, pay_channel, qr_url FROM orders WHERE username=?",
-                (username,),
-            ).fetchall()
-        ]
 
 
 # ---------------------------------------------------------------------------- decoding
