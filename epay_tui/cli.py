@@ -12,7 +12,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the reference payment backend and gateway sandbox")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--db", default=None, help="SQLite file (default: in the user data dir)")
+    _db_flag(p)
     p.add_argument("--demo-data", action="store_true", help="seed an empty database")
     p.add_argument("--order-ttl", type=int, default=900, metavar="SECONDS")
     p.add_argument("--payment-hours", default="08:00-22:00", metavar="HH:MM-HH:MM")
@@ -34,14 +34,51 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _db_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="PATH|URL",
+        help="SQLite file (default: in the user data dir) or postgresql://user:pass@host/db",
+    )
+
+
+def _db_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("db", help="the backend's database")
+    actions = p.add_subparsers(dest="db_command", required=True)
+    _db_flag(actions.add_parser("upgrade", help="bring the schema to this version's"))
+
+
+def db_main(args: argparse.Namespace) -> int:
+    """``epay-tui db upgrade``: an empty database gets the schema, an older one is
+    brought on; says which version it found and which it left."""
+    from epay_tui.server.store import Store, migrations
+
+    db = args.db or default_db_path()
+    try:
+        store = Store(db, upgrade=False, prepare=False)
+        try:
+            before, after = migrations.upgrade_database(store.engine)
+        finally:
+            store.close()
+    except Exception as exc:  # a driver's own error, worded by it
+        print(f"epay-tui db upgrade: {exc}", file=sys.stderr)
+        return 2
+    found = before or "none (empty, or from before versions)"
+    print(f"schema version {after} (found {found})", flush=True)
+    return 0
+
+
 def serve_main(args: argparse.Namespace) -> int:
     from epay_tui.api.rules import parse_payment_hours
     from epay_tui.server.config import ServerConfig
     from epay_tui.server.runner import serve
+    from epay_tui.server.store import SchemaTooOld
 
     try:
         config = ServerConfig(
             db_path=args.db or default_db_path(),
+            upgrade_schema=False,
             demo_data=args.demo_data,
             host=args.host,
             port=args.port,
@@ -55,7 +92,7 @@ def serve_main(args: argparse.Namespace) -> int:
             max_connections=args.max_connections,
         )
         serve(config, announce=lambda line: print(line, flush=True))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, SchemaTooOld) as exc:
         print(f"epay-tui serve: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -151,10 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _client_flags(parser)
     sub = parser.add_subparsers(dest="command")
     _serve_parser(sub)
+    _db_parser(sub)
     sub.add_parser("hash-pin", help="print the scrypt hash of a kiosk staff PIN for the config")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_main(args)
+    if args.command == "db":
+        return db_main(args)
     if args.command == "hash-pin":
         return hash_pin()
     return run_client(args)

@@ -7,9 +7,11 @@ of its test, whatever happened.
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -294,9 +296,7 @@ def test_a_connection_cap_below_one_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------- stopping
-def test_stopping_waits_for_the_sweep_in_progress_before_closing_the_database(
-    monkeypatch, clock
-):
+def test_stopping_waits_for_the_sweep_in_progress_before_closing_the_database(monkeypatch, clock):
     """The database is closed only after a sweep running in its worker thread ends:
     closing it under a sweep crashed the test process (a segfault in sqlite3)."""
     from epay_tui.server import payments
@@ -325,3 +325,71 @@ def test_stopping_waits_for_the_sweep_in_progress_before_closing_the_database(
     running.stop()
     assert closed.is_set()
     assert closed_during_sweep == [False]
+
+
+# ---------------------------------------------------------------------------- schema versions
+def legacy_database(path: Path) -> None:
+    """A database as releases before schema versions made it: no version table, and
+    without the columns added since (a notify's attempts, running password checks)."""
+    from sqlalchemy import create_engine
+
+    from epay_tui.server.store.schema import metadata
+
+    engine = create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    engine.dispose()
+    with sqlite3.connect(path) as conn:
+        for table, column in (
+            ("gw_notifies", "attempts"),
+            ("login_failures", "pending"),
+            ("login_failures", "pending_since"),
+        ):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute("INSERT INTO gw_notifies(trade_no, due_at) VALUES ('T1', 0)")
+
+
+def db_upgrade(db: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "epay_tui", "db", "upgrade", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=EXIT_TIMEOUT,
+    )
+
+
+def test_serve_refuses_an_older_schema_until_db_upgrade_brings_it_on(launch, tmp_path):
+    db = tmp_path / "db.sqlite3"
+    legacy_database(db)
+    done = refused(tmp_path)
+    assert done.returncode == 2
+    assert "from before versions" in done.stderr and "epay-tui db upgrade" in done.stderr
+
+    upgraded = db_upgrade(db)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert (
+        upgraded.stdout.strip()
+        == "schema version 0001 (found none (empty, or from before versions))"
+    )
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT trade_no, attempts FROM gw_notifies").fetchall() == [("T1", 0)]
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(login_failures)")}
+        assert {"pending", "pending_since"} <= columns
+    again = db_upgrade(db)
+    assert again.stdout.strip() == "schema version 0001 (found 0001)"
+
+    served, line = launch("--db", str(db), "--demo-data")
+    assert "listening on" in line
+    assert httpx.get(f"{served.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_postgresql_database_needs_its_keys_given(tmp_path):
+    done = subprocess.run(
+        serve_command("--db", "postgresql://nobody@127.0.0.1:9/epay"),
+        capture_output=True,
+        text=True,
+        timeout=EXIT_TIMEOUT,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EPAY_")},
+    )
+    assert done.returncode == 2
+    assert "--key-file" in done.stderr and "EPAY_NOTIFY_KEY" in done.stderr

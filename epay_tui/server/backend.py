@@ -41,7 +41,7 @@ class Backend:
 
     def __init__(self, config: ServerConfig, clock: Clock | None = None) -> None:
         self.config = config
-        self.store = Store(config.db_path)
+        self.store = Store(config.db_path, upgrade=config.upgrade_schema)
         self.time = SchoolTime(clock, config.timezone, config.payment_hours)
         self.events = OrderEvents()
         self.order_locks = KeyedLocks()

@@ -18,6 +18,10 @@ class ServerConfig:
     """Everything ``epay-tui serve`` can set; defaults are the demo's."""
 
     db_path: str = ":memory:"
+    """A SQLite file, ``:memory:``, or a PostgreSQL URL (``postgresql://...``)."""
+    upgrade_schema: bool = True
+    """An older schema is upgraded at start (the embedded backend owns its file);
+    ``epay-tui serve`` refuses one instead and says to run ``epay-tui db upgrade``."""
     demo_data: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
@@ -52,6 +56,18 @@ class ServerConfig:
             raise ValueError("--order-ttl must be positive")
         if self.max_connections < 1:
             raise ValueError("--max-connections must be positive")
+        if is_database_url(self.db_path) and not (
+            self.key_file or (self.notify_key and self.reset_code_key)
+        ):
+            raise ValueError(
+                "with a PostgreSQL --db, give the keys every worker shares: --key-file PATH,"
+                " or EPAY_NOTIFY_KEY and EPAY_RESET_CODE_KEY"
+            )
+
+
+def is_database_url(db: str) -> bool:
+    """A PostgreSQL URL rather than a SQLite file."""
+    return db.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
 
 
 def is_loopback(host: str) -> bool:

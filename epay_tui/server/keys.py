@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from epay_tui.files import others_can_read, write_private
+from epay_tui.server.config import is_database_url
 from epay_tui.server.store import Store
 
 log = logging.getLogger("epay_tui.server")
@@ -32,8 +33,11 @@ class Keys:
 
 
 def default_key_file(db_path: str) -> Path | None:
-    """``backend.sqlite3`` -> ``backend.keys`` in the same data folder; none in memory."""
-    return None if db_path == ":memory:" else Path(db_path).with_suffix(".keys")
+    """``backend.sqlite3`` -> ``backend.keys`` in the same data folder; none in memory
+    or for a database server (its keys are given)."""
+    if db_path == ":memory:" or is_database_url(db_path):
+        return None
+    return Path(db_path).with_suffix(".keys")
 
 
 def parse_key(text: str, where: str) -> bytes:

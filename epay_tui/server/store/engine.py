@@ -1,0 +1,262 @@
+"""The database behind the backend: SQLite (the embedded default, one worker) or
+PostgreSQL, through one SQLAlchemy engine; transactions, and the schema's version.
+
+On SQLite a write transaction starts with ``BEGIN IMMEDIATE``: two devices of one student
+are serialised at the database, not in Python (WAL lets readers go on meanwhile).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import CursorResult
+
+from epay_tui.files import private_file
+from epay_tui.server.config import is_database_url
+from epay_tui.server.store import migrations
+from epay_tui.server.store.schema import settings, users
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for the write lock before giving up."""
+
+
+def database_url(db: str | Path) -> str:
+    """A SQLAlchemy URL for ``--db``: a PostgreSQL URL as given (psycopg 3), else a
+    SQLite file path."""
+    given = str(db)
+    if is_database_url(given):
+        return "postgresql+psycopg://" + given.split("://", 1)[1]
+    return f"sqlite:///{given}"
+
+
+class Record(Mapping[str, Any]):
+    """A row read by name (``row["username"]``) or by position (``row[0]``), like
+    ``sqlite3.Row``, and as a dict (``dict(row)``)."""
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self, keys: Sequence[str], values: Sequence[Any]) -> None:
+        self._keys, self._values = keys, values
+
+    def __getitem__(self, key: str | int) -> Any:  # type: ignore[override]
+        if isinstance(key, int):
+            return self._values[key]
+        try:
+            return self._values[self._keys.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class Result:
+    """What a statement gave: rows as :class:`Record`, and how many rows it changed.
+    Wraps a SQLAlchemy result or a driver's cursor."""
+
+    def __init__(self, result: Any) -> None:
+        self._result = result
+        if isinstance(result, CursorResult):
+            self._keys = list(result.keys()) if result.returns_rows else []
+        else:  # a DB-API cursor
+            self._keys = [column[0] for column in result.description or ()]
+        self.rowcount = result.rowcount
+
+    def fetchone(self) -> Record | None:
+        row = self._result.fetchone()
+        return None if row is None else Record(self._keys, tuple(row))
+
+    def fetchall(self) -> list[Record]:
+        return [Record(self._keys, tuple(row)) for row in self._result.fetchall()]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.fetchall())
+
+
+@lru_cache(maxsize=1024)
+def _for_driver(sql: str, paramstyle: str) -> str:
+    """``?`` placeholders in the driver's own style (psycopg: ``%s``)."""
+    if paramstyle == "qmark":
+        return sql
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Fetched:
+    """A cursor's answer taken at once (the cursor serves the next statement)."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.description = cursor.description
+        self.rowcount = cursor.rowcount
+        self._rows = cursor.fetchall() if cursor.description else []
+
+    def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+
+class Tx:
+    """One transaction's connection. ``execute`` takes a SQLAlchemy statement, or SQL
+    text with ``?`` placeholders and a tuple of values (queries written before the store
+    held them all; they go to the driver as they are)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._paramstyle = connection.dialect.paramstyle
+        self._cursor: Any = None
+
+    def execute(self, statement: Any, values: Sequence[Any] | Mapping[str, Any] = ()) -> Result:
+        if isinstance(statement, str):
+            if self._cursor is None:  # the driver's own, in this same transaction
+                self._cursor = self.connection.connection.driver_connection.cursor()
+            cursor = self._cursor
+            cursor.execute(_for_driver(statement, self._paramstyle), tuple(values))
+            return Result(_Fetched(cursor))
+        return Result(self.connection.execute(statement, values or {}))
+
+
+class Store:
+    """The backend's database, shared by the server's threads."""
+
+    def __init__(self, db: str | Path, *, upgrade: bool = True, prepare: bool = True) -> None:
+        """Open ``db`` (a SQLite path, ``:memory:``, or a PostgreSQL URL). An empty
+        database gets the current schema; an older one is brought on with ``upgrade``,
+        else refused (:class:`SchemaTooOld`); ``prepare=False`` leaves it as it is."""
+        self._scratch: tempfile.TemporaryDirectory | None = None
+        if str(db) == ":memory:":  # every thread needs the same database: a scratch file
+            self._scratch = tempfile.TemporaryDirectory(prefix="epay-")
+            db = Path(self._scratch.name) / "backend.sqlite3"
+        self.path = str(db)
+        self.url = database_url(db)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            for made in (db, f"{db}-wal", f"{db}-shm"):  # SQLite gives its side files
+                if made == db or Path(made).exists():  # the database file's mode
+                    private_file(made)
+        self.engine = self._engine()
+        self._local = threading.local()
+        self._opened: list[Connection] = []
+        self._opened_lock = threading.Lock()
+        if prepare:
+            migrations.prepare(self.engine, upgrade=upgrade)
+
+    def _engine(self) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_engine(
+            self.url,
+            pool_size=10,
+            max_overflow=-1,  # as many as the server's threads: a file has no connection cap
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection, _record) -> None:
+            dbapi_connection.isolation_level = None  # transactions are begun below
+            cursor = dbapi_connection.cursor()
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=NORMAL",
+                "foreign_keys=ON",
+                f"busy_timeout={BUSY_TIMEOUT_MS}",
+            ):
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            immediate = connection.get_execution_options().get("write", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """SQLite: this thread's own connection, kept open (a checkout from a pool costs
+        more than a short transaction); PostgreSQL: one from the pool."""
+        if not self.is_sqlite:
+            with self.engine.connect() as connection:
+                yield connection
+            return
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self.engine.connect()
+            with self._opened_lock:
+                self._opened.append(connection)
+        yield connection
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Tx]:
+        current: Tx | None = getattr(self._local, "tx", None)
+        if current is not None:
+            yield current  # nested: the outer transaction decides
+            return
+        with self._connection() as connection:
+            connection.execution_options(write=write)
+            with connection.begin():
+                self._local.tx = tx = Tx(connection)
+                try:
+                    yield tx
+                finally:
+                    self._local.tx = None
+
+    def write(self) -> Any:
+        """A write transaction: committed on success, rolled back on error (on SQLite
+        ``BEGIN IMMEDIATE``, so writers queue at the start, never half way)."""
+        return self._transaction(write=True)
+
+    def read(self) -> Any:
+        """A read transaction: one consistent snapshot for several SELECTs."""
+        return self._transaction(write=False)
+
+    def take_settings(self, keys: tuple[str, ...]) -> dict[str, str]:
+        """The stored values of ``keys`` (settings an older version kept here)."""
+        with self.read() as tx:
+            found = tx.execute(settings.select().where(settings.c.key.in_(keys))).fetchall()
+        return {r["key"]: r["value"] for r in found}
+
+    def erase_settings(self, keys: tuple[str, ...]) -> None:
+        """Delete settings beyond recovery (on SQLite: their pages zeroed, the WAL
+        emptied)."""
+        if not self.is_sqlite:
+            with self.write() as tx:
+                tx.execute(settings.delete().where(settings.c.key.in_(keys)))
+            return
+        raw = self.engine.raw_connection()  # pragmas outside any transaction
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA secure_delete=ON")
+            cursor.execute("BEGIN IMMEDIATE")
+            marks = ",".join("?" * len(keys))
+            cursor.execute(f"DELETE FROM settings WHERE key IN ({marks})", keys)  # noqa: S608
+            cursor.execute("COMMIT")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.execute("PRAGMA secure_delete=OFF")
+        finally:
+            raw.close()
+
+    def is_empty(self) -> bool:
+        with self.read() as tx:
+            return tx.execute(users.select().limit(1)).fetchone() is None
+
+    def close(self) -> None:
+        with self._opened_lock:
+            for connection in self._opened:
+                connection.close()
+            self._opened.clear()
+        self._local = threading.local()
+        self.engine.dispose()
+        if self._scratch is not None:
+            self._scratch.cleanup()
