@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -96,6 +98,50 @@ def server_config() -> ServerConfig:
     return backend_config()
 
 
+# ---------------------------------------------------------------------------- databases
+DATABASES = ("sqlite", "postgresql")
+TEST_KEYS = {"notify_key": "5a" * 32, "reset_code_key": "a5" * 32}
+"""A PostgreSQL backend has its keys given (no key file beside a database server)."""
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> Iterator[Any]:
+    """A PostgreSQL 16 server for this test process, from the ``pgserver`` package (it
+    installs with the test extras, no system package needed), removed at the end."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+def new_postgres_database(postgres: Any) -> str:
+    """An empty database of its own on the test PostgreSQL: its URL."""
+    name = f"epay_{secrets.token_hex(6)}"
+    postgres.psql(f"CREATE DATABASE {name};")
+    return postgres.get_uri(name)
+
+
+@pytest.fixture
+def database(request) -> str:
+    """Which database the test's backend uses: SQLite, unless the module sets
+    ``ON_BOTH_DATABASES`` and the test runs on each."""
+    return getattr(request, "param", "sqlite")
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if "database" in metafunc.fixturenames and getattr(metafunc.module, "ON_BOTH_DATABASES", False):
+        metafunc.parametrize("database", DATABASES, indirect=True)
+
+
+def on_database(config: ServerConfig, database: str, request) -> ServerConfig:
+    """``config`` on a fresh PostgreSQL database when ``database`` says so."""
+    if database == "sqlite":
+        return config
+    url = new_postgres_database(request.getfixturevalue("postgres"))
+    return replace(config, db_path=url, **TEST_KEYS)
+
+
 def running_backend(config: ServerConfig, clock: ManualClock) -> Iterator[BackgroundServer]:
     """A backend for one test. Afterwards it is told to stop and closes its database in
     its own thread: the next test need not wait for that (a test that restarts a backend
@@ -106,8 +152,10 @@ def running_backend(config: ServerConfig, clock: ManualClock) -> Iterator[Backgr
 
 
 @pytest.fixture
-def server(server_config: ServerConfig, clock: ManualClock) -> Iterator[BackgroundServer]:
-    yield from running_backend(server_config, clock)
+def server(
+    server_config: ServerConfig, clock: ManualClock, database: str, request
+) -> Iterator[BackgroundServer]:
+    yield from running_backend(on_database(server_config, database, request), clock)
 
 
 @pytest.fixture

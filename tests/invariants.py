@@ -20,15 +20,15 @@ ALWAYS = {
     # an item is paid at most once, and never beyond what is due
     "overpaid": "SELECT id, amount_paid, amount_due FROM fee_items WHERE amount_paid > amount_due",
     "in two paid orders": "SELECT oi.item_id, COUNT(*) AS n FROM order_items oi"
-    " JOIN orders o USING(order_no) WHERE o.status='paid' GROUP BY oi.item_id HAVING n > 1",
-    "paid amount not from its one paid order": "SELECT f.id, f.amount_paid, f.amount_due,"
-    " (SELECT SUM(oi.amount) FROM order_items oi JOIN orders o USING(order_no)"
-    "  WHERE oi.item_id=f.id AND o.status='paid') AS by_orders FROM fee_items f"
-    " WHERE by_orders IS NOT NULL AND (by_orders <> f.amount_paid OR by_orders <> f.amount_due)",
+    " JOIN orders o USING(order_no) WHERE o.status='paid' GROUP BY oi.item_id HAVING COUNT(*) > 1",
+    "paid amount not from its one paid order": "SELECT * FROM (SELECT f.id, f.amount_paid,"
+    " f.amount_due, (SELECT SUM(oi.amount) FROM order_items oi JOIN orders o USING(order_no)"
+    "  WHERE oi.item_id=f.id AND o.status='paid') AS by_orders FROM fee_items f) AS paid"
+    " WHERE by_orders IS NOT NULL AND (by_orders <> amount_paid OR by_orders <> amount_due)",
     # an item belongs to at most one unfinished order
     "in two unfinished orders": "SELECT oi.item_id, COUNT(*) AS n FROM order_items oi"
     " JOIN orders o USING(order_no) WHERE o.status IN ('open', 'awaiting_confirmation')"
-    " GROUP BY oi.item_id HAVING n > 1",
+    " GROUP BY oi.item_id HAVING COUNT(*) > 1",
     # a gateway trade is closed before its items are released
     "closed order with a trade not closed": "SELECT o.order_no, t.trade_no, t.state"
     " FROM orders o JOIN gw_trades t USING(order_no) WHERE o.status='closed'"

@@ -330,7 +330,8 @@ def test_stopping_waits_for_the_sweep_in_progress_before_closing_the_database(mo
 # ---------------------------------------------------------------------------- schema versions
 def legacy_database(path: Path) -> None:
     """A database as releases before schema versions made it: no version table, and
-    without the columns added since (a notify's attempts, running password checks)."""
+    without the columns added since (a notify's attempts, running password checks, the
+    order of a student's orders and of an order's items), holding two orders."""
     from sqlalchemy import create_engine
 
     from epay_tui.server.store.schema import metadata
@@ -343,9 +344,26 @@ def legacy_database(path: Path) -> None:
             ("gw_notifies", "attempts"),
             ("login_failures", "pending"),
             ("login_failures", "pending_since"),
+            ("order_items", "position"),
         ):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        kept = [c.name for c in metadata.tables["orders"].columns if c.name != "seq"]
+        conn.execute(f"CREATE TABLE old_orders AS SELECT {', '.join(kept)} FROM orders")
+        conn.execute("DROP TABLE orders")
+        conn.execute("ALTER TABLE old_orders RENAME TO orders")
         conn.execute("INSERT INTO gw_notifies(trade_no, due_at) VALUES ('T1', 0)")
+        for number in ("B-second-made-first", "A-made-second"):
+            conn.execute(
+                "INSERT INTO orders(order_no, username, status, receipt_type, total, payee,"
+                " created_at, expires_at) VALUES (?, 'u1', 'closed', 'fiscal', 1, 'p', 5, 9)",
+                (number,),
+            )
+        for item in ("z-first", "a-second"):
+            conn.execute(
+                "INSERT INTO order_items(order_no, item_id, name, amount)"
+                " VALUES ('A-made-second', ?, 'n', 1)",
+                (item,),
+            )
 
 
 def db_upgrade(db: Path) -> subprocess.CompletedProcess:
@@ -368,14 +386,18 @@ def test_serve_refuses_an_older_schema_until_db_upgrade_brings_it_on(launch, tmp
     assert upgraded.returncode == 0, upgraded.stderr
     assert (
         upgraded.stdout.strip()
-        == "schema version 0001 (found none (empty, or from before versions))"
+        == "schema version 0002 (found none (empty, or from before versions))"
     )
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT trade_no, attempts FROM gw_notifies").fetchall() == [("T1", 0)]
         columns = {r[1] for r in conn.execute("PRAGMA table_info(login_failures)")}
         assert {"pending", "pending_since"} <= columns
+        made = "SELECT order_no, seq FROM orders ORDER BY seq"
+        assert conn.execute(made).fetchall() == [("B-second-made-first", 1), ("A-made-second", 2)]
+        chosen = "SELECT item_id FROM order_items ORDER BY position"
+        assert conn.execute(chosen).fetchall() == [("z-first",), ("a-second",)]
     again = db_upgrade(db)
-    assert again.stdout.strip() == "schema version 0001 (found 0001)"
+    assert again.stdout.strip() == "schema version 0002 (found 0002)"
 
     served, line = launch("--db", str(db), "--demo-data")
     assert "listening on" in line
@@ -393,3 +415,12 @@ def test_a_postgresql_database_needs_its_keys_given(tmp_path):
     )
     assert done.returncode == 2
     assert "--key-file" in done.stderr and "EPAY_NOTIFY_KEY" in done.stderr
+
+
+def test_the_newest_version_named_in_code_is_alembics_head():
+    from alembic.script import ScriptDirectory
+
+    from epay_tui.server.store import migrations
+
+    scripts = ScriptDirectory.from_config(migrations.alembic_config(None))
+    assert scripts.get_current_head() == migrations.NEWEST

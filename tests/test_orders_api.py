@@ -32,6 +32,7 @@ from tests.invariants import assert_store_invariants, rows, store_violations
 CURRENT = "2026-2027学年"
 PREVIOUS = "2025-2026学年"
 PAYEE = "常州工程职业技术学院"
+ON_BOTH_DATABASES = True  # every test here on SQLite and on PostgreSQL (conftest)
 TODAY = TEN_AM.date()
 NEW_PW = "Zhangwei2026x"
 FISCAL = ("学费", "住宿费")

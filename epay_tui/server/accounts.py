@@ -127,8 +127,8 @@ def _check_done(conn: sqlite3.Connection, username: str, right: bool) -> int:
     one. Returns the failures now (1 for a wrong one whose row a staff unlock removed
     meanwhile: the unlock started the count again)."""
     conn.execute(
-        "UPDATE login_failures SET pending=MAX(pending - 1, 0),"
-        " count=CASE WHEN ? THEN 0 ELSE count + 1 END WHERE username=?",
+        "UPDATE login_failures SET pending=CASE WHEN pending > 0 THEN pending - 1 ELSE 0 END,"
+        " count=CASE WHEN ? = 1 THEN 0 ELSE count + 1 END WHERE username=?",
         (right, username),
     )
     row = conn.execute("SELECT count FROM login_failures WHERE username=?", (username,)).fetchone()

@@ -62,7 +62,7 @@ def fees(backend: Backend, username: str) -> models.Fees:
 def _order_model(backend: Backend, conn: sqlite3.Connection, row: sqlite3.Row) -> models.Order:
     at = backend.time.at
     items = conn.execute(
-        "SELECT item_id, name, amount FROM order_items WHERE order_no=? ORDER BY rowid",
+        "SELECT item_id, name, amount FROM order_items WHERE order_no=? ORDER BY position",
         (row["order_no"],),
     ).fetchall()
     payment = None
@@ -113,7 +113,7 @@ def list_orders(backend: Backend, username: str) -> models.Orders:
     sweep_user(backend, username)
     with backend.store.read() as conn:
         rows = conn.execute(
-            "SELECT * FROM orders WHERE username=? ORDER BY created_at DESC, rowid DESC",
+            "SELECT * FROM orders WHERE username=? ORDER BY created_at DESC, seq DESC",
             (username,),
         ).fetchall()
         return models.Orders(orders=[_order_model(backend, conn, r) for r in rows])
@@ -121,7 +121,7 @@ def list_orders(backend: Backend, username: str) -> models.Orders:
 
 def orders_of(backend: Backend, conn: sqlite3.Connection, username: str) -> list[models.Order]:
     rows = conn.execute(
-        "SELECT * FROM orders WHERE username=? ORDER BY created_at DESC, rowid DESC", (username,)
+        "SELECT * FROM orders WHERE username=? ORDER BY created_at DESC, seq DESC", (username,)
     ).fetchall()
     return [_order_model(backend, conn, r) for r in rows]
 
@@ -221,15 +221,19 @@ def _insert_order(
         order_no = _new_order_no(backend)
     expires = min(now + backend.config.order_ttl_seconds, backend.time.todays_close())
     total = sum(r["amount_due"] - r["amount_paid"] for r in items)
+    seq = conn.execute(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM orders WHERE username=?", (username,)
+    ).fetchone()[0]
     conn.execute(
-        "INSERT INTO orders(order_no, username, status, receipt_type, total, payee, created_at,"
-        " expires_at) VALUES (?,?,?,?,?,?,?,?)",
-        (order_no, username, "open", receipt_type, total, backend.config.payee, now, expires),
+        "INSERT INTO orders(order_no, username, seq, status, receipt_type, total, payee,"
+        " created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?)",
+        (order_no, username, seq, "open", receipt_type, total, backend.config.payee, now, expires),
     )
-    for r in items:
+    for position, r in enumerate(items):
         conn.execute(
-            "INSERT INTO order_items(order_no, item_id, name, amount) VALUES (?,?,?,?)",
-            (order_no, r["id"], r["name"], r["amount_due"] - r["amount_paid"]),
+            "INSERT INTO order_items(order_no, position, item_id, name, amount)"
+            " VALUES (?,?,?,?,?)",
+            (order_no, position, r["id"], r["name"], r["amount_due"] - r["amount_paid"]),
         )
         conn.execute("INSERT INTO item_locks(item_id, order_no) VALUES (?,?)", (r["id"], order_no))
     return order_no
@@ -310,7 +314,7 @@ def _send_receipt(
     names = "、".join(
         r["name"]
         for r in conn.execute(
-            "SELECT name FROM order_items WHERE order_no=? ORDER BY rowid", (order["order_no"],)
+            "SELECT name FROM order_items WHERE order_no=? ORDER BY position", (order["order_no"],)
         )
     )
     body = (
@@ -448,7 +452,7 @@ def pay(backend: Backend, session: Session, order_no: str, channel: str) -> mode
                 dict(r)
                 for r in conn.execute(
                     "SELECT item_id AS id, name, amount FROM order_items WHERE order_no=?"
-                    " ORDER BY rowid",
+                    " ORDER BY position",
                     (order_no,),
                 )
             ]

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import CursorResult
 
 from epay_tui.files import private_file
@@ -25,6 +25,10 @@ from epay_tui.server.store.schema import settings, users
 
 BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before giving up."""
+WRITERS_QUEUE = text("SELECT pg_advisory_xact_lock(1701863801)")  # 'epay' as an integer
+"""PostgreSQL's twin of SQLite's ``BEGIN IMMEDIATE``: a write transaction first waits
+for this lock, held until it commits, so writers of every worker take turns and each
+sees what the one before committed (READ COMMITTED reads afresh per statement)."""
 
 
 def database_url(db: str | Path) -> str:
@@ -122,7 +126,8 @@ class Tx:
             if self._cursor is None:  # the driver's own, in this same transaction
                 self._cursor = self.connection.connection.driver_connection.cursor()
             cursor = self._cursor
-            cursor.execute(_for_driver(statement, self._paramstyle), tuple(values))
+            given = tuple(int(v) if isinstance(v, bool) else v for v in values)  # 0/1 columns
+            cursor.execute(_for_driver(statement, self._paramstyle), given)
             return Result(_Fetched(cursor))
         return Result(self.connection.execute(statement, values or {}))
 
@@ -206,6 +211,8 @@ class Store:
         with self._connection() as connection:
             connection.execution_options(write=write)
             with connection.begin():
+                if write and not self.is_sqlite:
+                    connection.execute(WRITERS_QUEUE)
                 self._local.tx = tx = Tx(connection)
                 try:
                     yield tx

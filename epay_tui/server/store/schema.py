@@ -17,6 +17,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -120,6 +121,7 @@ orders = Table(
     metadata,
     _text("order_no", primary_key=True),
     _text("username", nullable=False),
+    Column("seq", Integer, nullable=False),  # the student's orders in the order made
     _text("status", nullable=False),
     _text("receipt_type", nullable=False),
     Column("total", BigInteger, nullable=False),
@@ -138,12 +140,14 @@ orders = Table(
     _text("close_reason"),
     _when("closed_at"),
     Index("orders_user", "username", "created_at"),
+    UniqueConstraint("username", "seq"),
     Index("orders_status", "status", "expires_at"),
 )
 order_items = Table(
     "order_items",
     metadata,
     _text("order_no", nullable=False),
+    Column("position", Integer, nullable=False),  # the items in the order chosen
     _text("item_id", nullable=False),
     _text("name", nullable=False),
     Column("amount", BigInteger, nullable=False),
