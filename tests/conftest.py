@@ -108,11 +108,13 @@ TEST_KEYS = {"notify_key": "5a" * 32, "reset_code_key": "a5" * 32}
 def postgres(tmp_path_factory) -> Iterator[Any]:
     """A PostgreSQL 16 server for this test process, from the ``pgserver`` package (it
     installs with the test extras, no system package needed), removed at the end."""
-    import pgserver
+    with pytest.MonkeyPatch.context() as env:  # its sockets' folder, not a shared /tmp one
+        env.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
+        import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
-    yield server
-    server.cleanup()
+        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+        yield server
+        server.cleanup()
 
 
 def new_postgres_database(postgres: Any) -> str:

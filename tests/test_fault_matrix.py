@@ -673,7 +673,7 @@ NOTIFY_RETRY_SPACING = (15, 15, 30, 180, 600, 1800, 3600)
 
 
 def test_a_notify_never_answered_is_given_up_after_the_last_retry(ui_server, clock):
-    gateway = ui_server.backend.gateway
+    gateway = ui_server.backend.sandbox
     with ui_server.backend.store.write() as conn:
         conn.execute("INSERT INTO gw_notifies(trade_no, due_at, state) VALUES ('T1', 0, 'sent')")
     states, spacing = [], []
@@ -691,7 +691,7 @@ def test_a_notify_never_answered_is_given_up_after_the_last_retry(ui_server, clo
 def notify_of(backend: RevivableBackend, order_no: str, **changes: Any) -> bytes:
     """The body the gateway would send for this order's paid trade, with ``changes``."""
     (trade,) = rows(backend, "SELECT * FROM gw_trades WHERE order_no=?", order_no)
-    body = json.loads(backend.backend.gateway.notify_body(trade))
+    body = json.loads(backend.backend.sandbox.notify_body(trade))
     body.update(changes)
     return json.dumps(body, ensure_ascii=False).encode()
 

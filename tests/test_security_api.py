@@ -339,7 +339,7 @@ async def test_a_notify_with_another_transaction_than_the_gateways_pays_nothing(
 
 async def test_a_notify_resent_to_another_channels_path_adds_no_discrepancy(server, zhang):
     order, _ = await paid_without_notify(zhang, "wechat")
-    body = server.backend.gateway.notify_body(trade_of(server, order.order_no))
+    body = server.backend.sandbox.notify_body(trade_of(server, order.order_no))
     signature = sign(server.backend.notify_secret, body)
     for channel in ("alipay", "ccb", "alipay", "ccb"):
         answer = await post_notify(server, body, signature, channel)

@@ -118,7 +118,7 @@ async def _ticker(backend: Backend, stopping: asyncio.Event) -> None:
     while not stopping.is_set():
         try:
             await run_in_threadpool(payments.sweep_all, backend)
-            await sandbox.request_dispatch(backend)
+            await backend.sandbox.dispatch_due()
         except Exception:
             log.exception("background sweep failed")
         with contextlib.suppress(TimeoutError):

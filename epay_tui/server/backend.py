@@ -15,6 +15,7 @@ from pathlib import Path
 from epay_tui.api.clock import Clock
 from epay_tui.server.config import SchoolTime, ServerConfig
 from epay_tui.server.events import OrderEvents
+from epay_tui.server.gateway import Gateway, SandboxGateway
 from epay_tui.server.keys import default_key_file, load_keys
 from epay_tui.server.store import Store
 
@@ -55,9 +56,10 @@ class Backend:
         self.captcha_rng = (
             random.Random(config.captcha_seed) if config.captcha_seed is not None else None  # noqa: S311
         )
-        from epay_tui.server.gateway import SandboxGateway
-
-        self.gateway = SandboxGateway(self)
+        self.sandbox = SandboxGateway(self)
+        """The gateway sandbox, with its payer's side (the pay page, notifies)."""
+        self.gateway: Gateway = self.sandbox
+        """The gateway as the backend uses it: create, query, close, statement."""
 
     @property
     def public_url(self) -> str:

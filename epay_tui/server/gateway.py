@@ -3,8 +3,9 @@
 It plays the outside party: it keeps its own trades, answers queries and close
 requests as a real gateway would (a trade whose money is on its way refuses to
 close), and tells the backend of payments by signed notifies over real HTTP. The
-backend speaks to it only through ``create_trade``, ``query``, ``close`` and
-``statement`` -- the interface a real adapter would implement.
+backend speaks to a gateway only through :class:`Gateway` -- the interface a real
+WeChat Pay, Alipay or CCB adapter implements too -- and the sandbox knows of the backend
+only what :class:`SandboxHost` names: neither imports the other.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
+from fastapi.concurrency import run_in_threadpool
 
 from epay_tui.api import errors, models
 from epay_tui.server import security
 
 if TYPE_CHECKING:
-    from epay_tui.server.backend import Backend
+    from epay_tui.server.config import SchoolTime
+    from epay_tui.server.store import Store
 
 log = logging.getLogger("epay_tui.server.gateway")
 
@@ -49,8 +52,56 @@ class TradeView:
     paid_at: float | None
 
 
+class Gateway(Protocol):
+    """What the backend asks of a payment gateway (the sandbox, or a real adapter)."""
+
+    def create_trade(
+        self,
+        order_no: str,
+        channel: str,
+        amount: int,
+        payee: str,
+        items: list[dict],
+        expires_at: float,
+    ) -> tuple[str, str]:
+        """Open a trade for an order: ``(trade_no, qr_url)``."""
+        ...
+
+    def query(self, trade_no: str) -> TradeView:
+        """The trade as the gateway sees it now."""
+        ...
+
+    def close(self, trade_no: str) -> CloseResult:
+        """Close a trade so no more money can come in."""
+        ...
+
+    def statement(self, day: date) -> models.Statement:
+        """The day's successful trades, for reconciliation."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class SandboxHost(Protocol):
+    """What the sandbox needs of the backend it plays the gateway for."""
+
+    store: Store
+    time: SchoolTime
+    notify_secret: bytes
+    internal_url: str
+    """Where notifies go (over HTTP, as from a real gateway)."""
+
+    @property
+    def public_url(self) -> str:
+        """Where a payer's phone opens a pay link."""
+        ...
+
+
 class SandboxGateway:
-    def __init__(self, backend: Backend) -> None:
+    """The sandbox: a :class:`Gateway`, plus the payer's side (the pay page) and the
+    notifies it sends."""
+
+    def __init__(self, backend: SandboxHost) -> None:
         self.backend = backend
         self.store = backend.store
         self.http: httpx.AsyncClient | None = None
@@ -309,6 +360,13 @@ class SandboxGateway:
             return response.status_code == 200 and response.json().get("code") == "SUCCESS"
         except ValueError:
             return False
+
+    async def dispatch_due(self) -> None:
+        """Send the notifies that are due now; one not acknowledged is tried again later.
+        (The only place notifies leave: after a payment at once, and on every tick.)"""
+        for notify_id, channel, raw in await run_in_threadpool(self.take_due_notifies):
+            if not await self.send_notify(channel, raw):
+                await run_in_threadpool(self.notify_unanswered, notify_id)
 
     async def aclose(self) -> None:
         if self.http is not None:

@@ -31,7 +31,7 @@ def pay_page(pay_token: str, backend: BackendDep) -> HTMLResponse:
     The page may not be framed (no clickjacking of Pay), cached, or run any script but
     its own, and it tells no other site its address (the pay token is in it)."""
     try:
-        trade = backend.gateway.trade_by_token(pay_token)
+        trade = backend.sandbox.trade_by_token(pay_token)
     except errors.ApiError as exc:
         return _page(_PAGE_WORDS[exc.code], "", status=exc.status)
     items = "".join(
@@ -97,16 +97,9 @@ async def pay(
     pay_token: str, body: models.SandboxPayRequest, backend: BackendDep
 ) -> models.SandboxPayResult:
     """The payer's outcome; the notify follows as chosen (now, delay, drop, duplicate)."""
-    result = await run_in_threadpool(backend.gateway.pay, pay_token, body)
-    await request_dispatch(backend)
+    result = await run_in_threadpool(backend.sandbox.pay, pay_token, body)
+    await backend.sandbox.dispatch_due()  # the notify now, not at the next tick
     return result
-
-
-async def request_dispatch(backend) -> None:
-    """Send the notifies that are due now, without waiting for the next tick."""
-    for notify_id, channel, raw in await run_in_threadpool(backend.gateway.take_due_notifies):
-        if not await backend.gateway.send_notify(channel, raw):
-            await run_in_threadpool(backend.gateway.notify_unanswered, notify_id)
 
 
 @router.get(
