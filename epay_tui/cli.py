@@ -26,6 +26,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         " or set EPAY_NOTIFY_KEY and EPAY_RESET_CODE_KEY)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes on the one port (above 1 needs a PostgreSQL --db)",
+    )
+    p.add_argument(
         "--max-connections",
         type=int,
         default=1000,
@@ -90,6 +97,7 @@ def serve_main(args: argparse.Namespace) -> int:
             notify_key=os.environ.get("EPAY_NOTIFY_KEY") or None,
             reset_code_key=os.environ.get("EPAY_RESET_CODE_KEY") or None,
             max_connections=args.max_connections,
+            workers=args.workers,
         )
         serve(config, announce=lambda line: print(line, flush=True))
     except (ValueError, OSError, SchemaTooOld) as exc:

@@ -99,7 +99,7 @@ def server_config() -> ServerConfig:
 
 
 # ---------------------------------------------------------------------------- databases
-DATABASES = ("sqlite", "postgresql")
+DATABASES = ("sqlite", "postgresql-2-workers")
 TEST_KEYS = {"notify_key": "5a" * 32, "reset_code_key": "a5" * 32}
 """A PostgreSQL backend has its keys given (no key file beside a database server)."""
 
@@ -136,6 +136,31 @@ def pytest_generate_tests(metafunc) -> None:
         metafunc.parametrize("database", DATABASES, indirect=True)
 
 
+class Workers:
+    """Two backends over one PostgreSQL database, as ``serve --workers 2`` runs them:
+    each its own pools, locks, long polls and bid for the background duties; they share
+    only the database (and the test's clock). ``url`` names them in turn, so each device
+    a test opens, and each notify it posts, goes to the other worker than the last."""
+
+    def __init__(self, config: ServerConfig, clock: ManualClock) -> None:
+        self.workers = [BackgroundServer(config, clock).start()]
+        self.public_url = self.workers[0].url  # one address outside, as behind a balancer
+        second = replace(config, demo_data=False, public_url=self.public_url)
+        self.workers.append(BackgroundServer(second, clock).start())
+        self.backend = self.workers[0].backend
+        self.config = self.workers[0].config
+        self._turn = 0
+
+    @property
+    def url(self) -> str:
+        self._turn += 1
+        return self.workers[self._turn % 2].url
+
+    def stop_soon(self) -> None:
+        for worker in self.workers:
+            worker.stop_soon()
+
+
 def on_database(config: ServerConfig, database: str, request) -> ServerConfig:
     """``config`` on a fresh PostgreSQL database when ``database`` says so."""
     if database == "sqlite":
@@ -144,11 +169,13 @@ def on_database(config: ServerConfig, database: str, request) -> ServerConfig:
     return replace(config, db_path=url, **TEST_KEYS)
 
 
-def running_backend(config: ServerConfig, clock: ManualClock) -> Iterator[BackgroundServer]:
-    """A backend for one test. Afterwards it is told to stop and closes its database in
-    its own thread: the next test need not wait for that (a test that restarts a backend
-    on the same database waits with ``stop()``)."""
-    running = BackgroundServer(config, clock).start()
+def running_backend(
+    config: ServerConfig, clock: ManualClock, workers: int = 1
+) -> Iterator[BackgroundServer]:
+    """A backend for one test (two :class:`Workers` with ``workers=2``). Afterwards it is
+    told to stop and closes its database in its own thread: the next test need not wait
+    for that (a test that restarts a backend on the same database waits with ``stop()``)."""
+    running = BackgroundServer(config, clock).start() if workers == 1 else Workers(config, clock)
     yield running
     running.stop_soon()
 
@@ -157,7 +184,8 @@ def running_backend(config: ServerConfig, clock: ManualClock) -> Iterator[Backgr
 def server(
     server_config: ServerConfig, clock: ManualClock, database: str, request
 ) -> Iterator[BackgroundServer]:
-    yield from running_backend(on_database(server_config, database, request), clock)
+    workers = 2 if database.endswith("-2-workers") else 1
+    yield from running_backend(on_database(server_config, database, request), clock, workers)
 
 
 @pytest.fixture

@@ -417,6 +417,13 @@ def test_a_postgresql_database_needs_its_keys_given(tmp_path):
     assert "--key-file" in done.stderr and "EPAY_NOTIFY_KEY" in done.stderr
 
 
+def test_several_workers_on_a_sqlite_file_are_refused_in_words(tmp_path):
+    done = refused(tmp_path, "--workers", "2")
+    assert done.returncode == 2
+    assert "listening" not in done.stdout, done.stdout
+    assert "--workers above 1 needs a PostgreSQL --db" in done.stderr, done.stderr
+
+
 def test_the_newest_version_named_in_code_is_alembics_head():
     from alembic.script import ScriptDirectory
 

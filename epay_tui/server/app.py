@@ -109,7 +109,8 @@ class BodyLimit:
 
 
 async def _ticker(backend: Backend, stopping: asyncio.Event) -> None:
-    """Expire due orders and send due gateway notifies until ``stopping`` is set.
+    """Expire due orders and send due gateway notifies until ``stopping`` is set, in the
+    one worker that leads (another takes over within a tick if it dies).
 
     It is stopped between two sweeps, never cancelled inside one: a sweep runs in a
     worker thread that a cancellation would not stop, and the database it uses is closed
@@ -117,8 +118,9 @@ async def _ticker(backend: Backend, stopping: asyncio.Event) -> None:
     """
     while not stopping.is_set():
         try:
-            await run_in_threadpool(payments.sweep_all, backend)
-            await backend.sandbox.dispatch_due()
+            if await run_in_threadpool(backend.leadership.claim):
+                await run_in_threadpool(payments.sweep_all, backend)
+                await backend.sandbox.dispatch_due()
         except Exception:
             log.exception("background sweep failed")
         with contextlib.suppress(TimeoutError):
@@ -134,12 +136,17 @@ def create_app(config: ServerConfig, clock: Clock | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stopping = asyncio.Event()
+        if backend.changes is not None:
+            await run_in_threadpool(backend.changes.start)
         task = asyncio.create_task(_ticker(backend, stopping))
         try:
             yield
         finally:
             stopping.set()
             await task
+            if backend.changes is not None:
+                backend.changes.stop()
+            await run_in_threadpool(backend.leadership.resign)
             await backend.gateway.aclose()
 
     app = FastAPI(

@@ -5,11 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import sqlite3
-import threading
-from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from epay_tui.api.clock import Clock
@@ -17,24 +12,10 @@ from epay_tui.server.config import SchoolTime, ServerConfig
 from epay_tui.server.events import OrderEvents
 from epay_tui.server.gateway import Gateway, SandboxGateway
 from epay_tui.server.keys import default_key_file, load_keys
-from epay_tui.server.store import Store
+from epay_tui.server.store import Store, journal
+from epay_tui.server.store.engine import Tx
 
 log = logging.getLogger("epay_tui.server")
-
-
-class KeyedLocks:
-    """One re-entrant lock per key (an order number): serialises one order's steps."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
-        self._guard = threading.Lock()
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock = self._locks[key]
-        with lock:
-            yield
 
 
 class Backend:
@@ -44,8 +25,13 @@ class Backend:
         self.config = config
         self.store = Store(config.db_path, upgrade=config.upgrade_schema)
         self.time = SchoolTime(clock, config.timezone, config.payment_hours)
-        self.events = OrderEvents()
-        self.order_locks = KeyedLocks()
+        self.events = OrderEvents(relay=self.store.announce)
+        self.changes = self.store.change_feed(self.events.wake, self.events.wake_all)
+        """Other workers' word of changed orders (PostgreSQL); started with the app."""
+        self.order_locks = self.store.keyed_locks()
+        """One order's steps at a time, in every worker."""
+        self.leadership = self.store.leadership()
+        """Whether this worker runs the background duties."""
         key_file = config.key_file or default_key_file(config.db_path)
         keys = load_keys(
             self.store, key_file and Path(key_file), config.notify_key, config.reset_code_key
@@ -68,23 +54,15 @@ class Backend:
     def audit(self, actor: str, action: str, target: str = "", detail: str | dict = "") -> None:
         """Append to the audit log. Never pass a password, token or code here."""
         text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
-        with self.store.write() as conn:
-            conn.execute(
-                "INSERT INTO audit(at, actor, action, target, detail) VALUES (?,?,?,?,?)",
-                (self.time.ts(), actor, action, target, text),
-            )
+        with self.store.write() as tx:  # joins the change's transaction when one is open
+            journal.append_audit(tx, self.time.ts(), actor, action, target, text)
         log.debug("audit %s", action)  # who and whom stay in the audit table, not in logs
 
-    def send_message(
-        self, conn: sqlite3.Connection, channel: str, to: str, body: str, secret: str = ""
-    ) -> None:
+    def send_message(self, tx: Tx, channel: str, to: str, body: str, secret: str = "") -> None:
         """Queue an SMS or e-mail (the sandbox's outbox stands for the real senders).
 
         A ``secret`` in the body (a reset code) is kept in clear only for the dev hooks'
         outbox; otherwise the record of the message has it masked."""
         if secret and not self.config.dev_hooks:
             body = body.replace(secret, "*" * len(secret))
-        conn.execute(
-            "INSERT INTO outbox(channel, to_addr, body, sent_at) VALUES (?,?,?,?)",
-            (channel, to, body, self.time.ts()),
-        )
+        journal.queue_message(tx, self.time.ts(), channel, to, body)

@@ -46,6 +46,8 @@ class ServerConfig:
     """A request must arrive whole within this time of its first byte (or of connecting)."""
     max_connections: int = 1000
     """Open connections at once; more are closed at once (a fleet of 200 kiosks long-polls)."""
+    workers: int = 1
+    """Server processes on the one port (``--workers``; above 1 only on PostgreSQL)."""
     captcha_seed: int | None = None
     """Tests only (no flag): captchas repeat from this seed, so snapshots are stable."""
 
@@ -56,6 +58,13 @@ class ServerConfig:
             raise ValueError("--order-ttl must be positive")
         if self.max_connections < 1:
             raise ValueError("--max-connections must be positive")
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if self.workers > 1 and not is_database_url(self.db_path):
+            raise ValueError(
+                "--workers above 1 needs a PostgreSQL --db (postgresql://...): a SQLite file"
+                " is served by one process"
+            )
         if is_database_url(self.db_path) and not (
             self.key_file or (self.notify_key and self.reset_code_key)
         ):
@@ -68,6 +77,16 @@ class ServerConfig:
 def is_database_url(db: str) -> bool:
     """A PostgreSQL URL rather than a SQLite file."""
     return db.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+
+
+def redacted(db: str) -> str:
+    """``db`` fit for a log line: a URL's password replaced by ``***``."""
+    if not is_database_url(db) or "@" not in db:
+        return db
+    scheme, rest = db.split("://", 1)
+    credentials, place = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{place}" if ":" in credentials else db
 
 
 def is_loopback(host: str) -> bool:

@@ -1,20 +1,23 @@
-"""Wake long polls when an order changes, from any thread."""
+"""Wake long polls when an order changes, from any thread and from other workers."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 
 class OrderEvents:
     """Per-order change signals for ``GET /orders/{no}?wait=``.
 
     ``publish`` may be called from worker threads; waiters live on the server's
-    event loop and are woken with ``call_soon_threadsafe``.
+    event loop and are woken with ``call_soon_threadsafe``. ``relay`` carries the word
+    to the other workers, whose listeners call :meth:`wake`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, relay: Callable[[str], None] | None = None) -> None:
+        self.relay = relay
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = (
             defaultdict(set)
         )
@@ -39,16 +42,32 @@ class OrderEvents:
                 del self._waiters[order_no]
 
     def publish(self, order_no: str) -> None:
+        """``order_no`` changed here: wake its long polls in this worker and in the others."""
+        self.wake(order_no)
+        if self.relay is not None and not self.closed:
+            self.relay(order_no)
+
+    def wake(self, order_no: str) -> None:
+        """Wake this worker's long polls on ``order_no`` (they read the order again)."""
         with self._lock:
             waiters = list(self._waiters.get(order_no, ()))
         for loop, event in waiters:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
 
-    def close(self) -> None:
-        """Wake every long poll so it answers now (the server is stopping)."""
-        self.closed = True
+    def waiting(self, order_no: str) -> bool:
+        """Whether a long poll on ``order_no`` waits in this worker now."""
+        with self._lock:
+            return bool(self._waiters.get(order_no))
+
+    def wake_all(self) -> None:
+        """Wake every long poll of this worker (word of a change may have been missed)."""
         with self._lock:
             keys = list(self._waiters)
         for order_no in keys:
-            self.publish(order_no)
+            self.wake(order_no)
+
+    def close(self) -> None:
+        """Wake every long poll so it answers now (the server is stopping)."""
+        self.closed = True
+        self.wake_all()

@@ -10,10 +10,11 @@ import time
 from dataclasses import replace
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from epay_tui.api.clock import Clock
 from epay_tui.server.app import create_app
-from epay_tui.server.config import ServerConfig
+from epay_tui.server.config import ServerConfig, redacted
 from epay_tui.server.guard import guarded_protocol
 
 KEEP_ALIVE_SECONDS = 75
@@ -57,19 +58,40 @@ class _Server(uvicorn.Server):
                 loop.call_soon_threadsafe(told.set)
 
 
+def _uvicorn_settings(config: ServerConfig) -> dict:
+    return {
+        "http": guarded_protocol(config.request_timeout_seconds, config.max_connections),
+        "log_level": "warning",
+        "access_log": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 2,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "ws": "none",
+    }
+
+
 def _uvicorn(app, config: ServerConfig) -> _Server:
-    return _Server(
-        uvicorn.Config(
-            app,
-            http=guarded_protocol(config.request_timeout_seconds, config.max_connections),
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            ws="none",
+    return _Server(uvicorn.Config(app, **_uvicorn_settings(config)))
+
+
+class WorkerConfig(uvicorn.Config):
+    """uvicorn's settings for ``--workers N``: sent to each worker process as they are
+    (picklable), and only there is the app built and the guard made."""
+
+    def __init__(self, config: ServerConfig, workers: int) -> None:
+        super().__init__(
+            "epay_tui.server.app:create_app", workers=workers, **_uvicorn_settings(config)
         )
-    )
+        self.http = "h11"  # the guard is a class made at run time: made again in the worker
+        self.server_config = config
+
+    def load(self) -> None:
+        config = self.server_config
+        self.http = guarded_protocol(config.request_timeout_seconds, config.max_connections)
+        super().load()
+
+    def load_app(self):
+        return create_app(self.server_config)
 
 
 class BackgroundServer:
@@ -86,6 +108,7 @@ class BackgroundServer:
             raise
         self.backend = self.app.state.backend
         self.url = self.backend.internal_url
+        self.public_url = self.backend.public_url
         self._server = _uvicorn(self.app, self.config)
         self._server.install_signal_handlers = lambda: None  # not the main thread
         self._thread = threading.Thread(target=self._run, name="epay-backend", daemon=True)
@@ -125,15 +148,21 @@ class BackgroundServer:
 
 
 def serve(config: ServerConfig, announce=print) -> None:
-    """``epay-tui serve``: bind, say where in one line, serve until interrupted."""
+    """``epay-tui serve``: bind, say where in one line, serve until interrupted. With
+    ``--workers N`` the database is checked (and seeded) here once, then N worker
+    processes serve the one socket; one that dies is started again."""
     sock = bind(config.host, config.port)
     config = replace(config, port=sock.getsockname()[1])
     app = create_app(config)
     backend = app.state.backend
+    workers = f", {config.workers} workers" if config.workers > 1 else ""
     announce(
         f"epay-tui backend listening on {backend.internal_url} (public {backend.public_url},"
-        f" db {config.db_path}, payment hours {config.payment_hours}"
+        f" db {redacted(config.db_path)}{workers}, payment hours {config.payment_hours}"
         f"{', dev hooks' if config.dev_hooks else ''})"
     )
-    server = _uvicorn(app, config)
-    asyncio.run(server.serve(sockets=[sock]))
+    if config.workers == 1:
+        asyncio.run(_uvicorn(app, config).serve(sockets=[sock]))
+        return
+    backend.store.close()  # each worker opens its own
+    Multiprocess(WorkerConfig(replace(config, demo_data=False), config.workers), [sock]).run()

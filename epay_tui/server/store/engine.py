@@ -7,20 +7,28 @@ are serialised at the database, not in Python (WAL lets readers go on meanwhile)
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import CursorResult
 
 from epay_tui.files import private_file
 from epay_tui.server.config import is_database_url
 from epay_tui.server.store import migrations
+from epay_tui.server.store.coordination import (
+    CHANGES_CHANNEL,
+    ChangeFeed,
+    KeyedLocks,
+    Leadership,
+    SharedLocks,
+)
 from epay_tui.server.store.schema import settings, users
 
 BUSY_TIMEOUT_MS = 30_000
@@ -132,6 +140,17 @@ class Tx:
         return Result(self.connection.execute(statement, values or {}))
 
 
+class _PooledDriverConnection:
+    """The driver's connection of a pooled one: ``execute`` on it, ``close`` gives it back."""
+
+    def __init__(self, pooled: Any) -> None:
+        self._pooled = pooled
+        self.execute = pooled.driver_connection.execute
+
+    def close(self) -> None:
+        self._pooled.close()
+
+
 class Store:
     """The backend's database, shared by the server's threads."""
 
@@ -151,6 +170,7 @@ class Store:
                 if made == db or Path(made).exists():  # the database file's mode
                     private_file(made)
         self.engine = self._engine()
+        self._lock_engine: Engine | None = None
         self._local = threading.local()
         self._opened: list[Connection] = []
         self._opened_lock = threading.Lock()
@@ -228,6 +248,48 @@ class Store:
         """A read transaction: one consistent snapshot for several SELECTs."""
         return self._transaction(write=False)
 
+    # ------------------------------------------------------------ across workers
+    def _connect_direct(self, role: str) -> Any:
+        """A PostgreSQL connection of its own, outside the pools, named for what it does
+        and which process holds it (``pg_stat_activity`` shows which worker leads)."""
+        import psycopg
+
+        url = self.url.replace("+psycopg", "", 1)
+        name = f"epay-tui {role} {os.getpid()}"
+        return psycopg.connect(url, autocommit=True, application_name=name)
+
+    def _connect_for_lock(self) -> Any:
+        """A pooled autocommit connection that holds advisory locks between transactions."""
+        if self._lock_engine is None:
+            self._lock_engine = create_engine(
+                self.url, pool_size=5, max_overflow=15, isolation_level="AUTOCOMMIT"
+            )
+        return _PooledDriverConnection(self._lock_engine.raw_connection())
+
+    def keyed_locks(self) -> KeyedLocks:
+        """Locks by key (an order number) that hold in every worker over this database."""
+        return KeyedLocks() if self.is_sqlite else SharedLocks(self._connect_for_lock)
+
+    def leadership(self) -> Leadership:
+        """Which worker runs the background duties."""
+        return Leadership(None if self.is_sqlite else partial(self._connect_direct, "leader"))
+
+    def change_feed(
+        self, heard: Callable[[str], None], heard_all: Callable[[], None]
+    ) -> ChangeFeed | None:
+        """Other workers' word of changed orders (none to hear with one SQLite process)."""
+        if self.is_sqlite:
+            return None
+        return ChangeFeed(partial(self._connect_direct, "listener"), heard, heard_all)
+
+    def announce(self, order_no: str) -> None:
+        """Tell every worker that ``order_no`` changed: within this thread's transaction
+        if one is open (heard once it commits), else at once."""
+        if self.is_sqlite:
+            return
+        with self.read() as tx:
+            tx.execute(select(func.pg_notify(CHANGES_CHANNEL, order_no)))
+
     def take_settings(self, keys: tuple[str, ...]) -> dict[str, str]:
         """The stored values of ``keys`` (settings an older version kept here)."""
         with self.read() as tx:
@@ -265,5 +327,7 @@ class Store:
             self._opened.clear()
         self._local = threading.local()
         self.engine.dispose()
+        if self._lock_engine is not None:
+            self._lock_engine.dispose()
         if self._scratch is not None:
             self._scratch.cleanup()
