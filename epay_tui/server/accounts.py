@@ -224,7 +224,7 @@ def login(backend: Backend, body: models.LoginRequest) -> models.LoginResult:
                 now,
             ),
         )
-    backend.audit(user["username"], "login", user["username"], {"password_issue": issue})
+        backend.audit(user["username"], "login", user["username"], {"password_issue": issue})
     return models.LoginResult(
         token=token,
         role=user["role"],
@@ -257,7 +257,7 @@ def session_for(backend: Backend, token: str | None) -> Session:
 def logout(backend: Backend, session: Session) -> None:
     with backend.store.write() as conn:
         conn.execute("DELETE FROM sessions WHERE token_hash=?", (session.token_hash,))
-    backend.audit(session.username, "logout", session.username)
+        backend.audit(session.username, "logout", session.username)
 
 
 def _set_password(conn: sqlite3.Connection, username: str, password: str) -> None:
@@ -278,7 +278,7 @@ def change_password(backend: Backend, session: Session, body: models.PasswordCha
             (session.username, session.token_hash),
         )
         conn.execute("UPDATE sessions SET must_change=0 WHERE token_hash=?", (session.token_hash,))
-    backend.audit(session.username, "password.changed", session.username)
+        backend.audit(session.username, "password.changed", session.username)
 
 
 # ---------------------------------------------------------------------------- reset
@@ -325,6 +325,8 @@ def reset_start(backend: Backend, body: models.ResetStart) -> models.ResetStarte
             conn.execute(
                 "INSERT INTO reset_mismatches(username, at) VALUES (?,?)", (body.username, now)
             )
+            who = audit_name(backend, body.username, known=user is not None)
+            backend.audit(who, "reset.mismatch", who)
             mismatch = True
         else:
             mismatch = False
@@ -342,11 +344,9 @@ def reset_start(backend: Backend, body: models.ResetStart) -> models.ResetStarte
                     json.dumps([c.channel for c in channels]),
                 ),
             )
-    if mismatch:
-        who = audit_name(backend, body.username, known=user is not None)
-        backend.audit(who, "reset.mismatch", who)
+            backend.audit(body.username, "reset.started", body.username)
+    if mismatch:  # raised after the commit: the mismatch is counted
         raise errors.ResetIdentityMismatch()
-    backend.audit(body.username, "reset.started", body.username)
     return models.ResetStarted(reset_id=reset_id, channels=channels)
 
 
@@ -404,9 +404,9 @@ def reset_send(backend: Backend, body: models.ResetSend) -> None:
             "如非本人操作请忽略。",
             secret=code,
         )
-    backend.audit(
-        reset["username"], "reset.code_sent", reset["username"], {"channel": body.channel}
-    )
+        backend.audit(
+            reset["username"], "reset.code_sent", reset["username"], {"channel": body.channel}
+        )
 
 
 def reset_complete(backend: Backend, body: models.ResetComplete) -> None:
@@ -440,7 +440,7 @@ def reset_complete(backend: Backend, body: models.ResetComplete) -> None:
         conn.execute("UPDATE resets SET state='completed' WHERE reset_id=?", (body.reset_id,))
         conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
         conn.execute("DELETE FROM sessions WHERE username=?", (username,))
-    backend.audit(username, "reset.completed", username)
+        backend.audit(username, "reset.completed", username)
 
 
 # ---------------------------------------------------------------------------- profile
@@ -496,7 +496,9 @@ def update_profile(
         for column, value in changes.items():
             conn.execute(f"UPDATE users SET {column}=? WHERE username=?", (value, session.username))  # noqa: S608
         result = profile_of(conn, session.username)
-    backend.audit(session.username, "profile.updated", session.username, {"fields": list(changes)})
+        backend.audit(
+            session.username, "profile.updated", session.username, {"fields": list(changes)}
+        )
     return result
 
 
@@ -540,7 +542,7 @@ def staff_reset_password(backend: Backend, staff: Session, username: str) -> Non
         user = _student(conn, username)
         _set_password(conn, username, rules.initial_password(user["id_card_no"]))
         conn.execute("DELETE FROM sessions WHERE username=?", (username,))
-    backend.audit(staff.username, "staff.reset_password", username)
+        backend.audit(staff.username, "staff.reset_password", username)
 
 
 def staff_unlock(backend: Backend, staff: Session, username: str) -> None:
