@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 from dataclasses import dataclass
 
 from epay_tui.api import errors, models, rules
 from epay_tui.server import captcha, security
 from epay_tui.server.backend import Backend
+from epay_tui.server.store import accounts as db
+from epay_tui.server.store.engine import Record, Tx
 
 CAPTCHA_TTL = 5 * 60
 RESET_TTL = 30 * 60
@@ -21,6 +22,8 @@ MISMATCH_LIMIT = 5
 CODES_PER_WINDOW = 5
 CODE_WINDOW = 60 * 60
 """At most this many reset codes go to one username's phone and e-mail in an hour."""
+SEARCH_LIMIT = 50
+"""At most this many students answer a helpdesk search."""
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,9 @@ def new_captcha(backend: Backend) -> models.Captcha:
     answer = captcha.new_answer(rng=rng)
     captcha_id = security.new_id("c")
     now = backend.time.ts()
-    with backend.store.write() as conn:
-        conn.execute("DELETE FROM captchas WHERE expires_at < ?", (now,))
-        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM captchas").fetchone()[0]
-        conn.execute(
-            "INSERT INTO captchas(captcha_id, answer, expires_at, seq) VALUES (?,?,?,?)",
-            (captcha_id, answer, now + CAPTCHA_TTL, seq),
-        )
+    with backend.store.write() as tx:
+        db.drop_expired_captchas(tx, now)
+        db.add_captcha(tx, captcha_id, answer, now + CAPTCHA_TTL)
     png = captcha.render_png(answer, seed=rng.randrange(2**32) if rng else None)
     return models.Captcha(
         captcha_id=captcha_id,
@@ -54,10 +53,8 @@ def new_captcha(backend: Backend) -> models.Captcha:
 
 def consume_captcha(backend: Backend, captcha_id: str, answer: str) -> None:
     """Single use: any attempt consumes the captcha, right or wrong."""
-    with backend.store.write() as conn:
-        row = conn.execute(
-            "DELETE FROM captchas WHERE captcha_id=? RETURNING answer, expires_at", (captcha_id,)
-        ).fetchone()
+    with backend.store.write() as tx:
+        row = db.take_captcha(tx, captcha_id)
     if (
         row is None
         or row["expires_at"] < backend.time.ts()
@@ -67,20 +64,14 @@ def consume_captcha(backend: Backend, captcha_id: str, answer: str) -> None:
 
 
 def latest_captcha(backend: Backend) -> models.LatestCaptcha:
-    with backend.store.read() as conn:
-        row = conn.execute(
-            "SELECT captcha_id, answer FROM captchas ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+    with backend.store.read() as tx:
+        row = db.latest_captcha(tx)
     if row is None:
         raise errors.RouteNotFound("No captcha issued yet")
     return models.LatestCaptcha(captcha_id=row["captcha_id"], answer=row["answer"])
 
 
 # ---------------------------------------------------------------------------- password checks
-def _user(conn: sqlite3.Connection, username: str) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM users WHERE username=?", (username,)).fetchone()
-
-
 PENDING_STALE_SECONDS = 60
 """A check counted as running for longer than this was lost (a crash): it frees its slot."""
 
@@ -93,17 +84,10 @@ def _reserve_check(backend: Backend, username: str) -> int:
     others, and every check while locked, raise ``ACCOUNT_LOCKED`` without hashing."""
     now = backend.time.ts()
     limit = backend.config.lock_after_failures
-    with backend.store.write() as conn:
-        row = conn.execute(
-            "SELECT count, locked_until, pending, pending_since FROM login_failures"
-            " WHERE username=?",
-            (username,),
-        ).fetchone()
-        count, until, pending, since = (
-            (row["count"], row["locked_until"], row["pending"], row["pending_since"])
-            if row
-            else (0, None, 0, None)
-        )
+    with backend.store.write() as tx:
+        row = db.login_checks_for_update(tx, username)
+        count, until, pending = row["count"], row["locked_until"], row["pending"]
+        since = row["pending_since"]
         if until is not None and until > now:
             raise _locked_error(backend, until)
         if until is not None:  # the lock has ended: the count starts again
@@ -112,27 +96,8 @@ def _reserve_check(backend: Backend, username: str) -> int:
             pending = 0
         if count + pending >= limit:  # every check the window allows is running
             raise _locked_error(backend, now + backend.config.lock_seconds)
-        conn.execute(
-            "INSERT INTO login_failures(username, count, locked_until, pending, pending_since)"
-            " VALUES (?, ?, NULL, ?, ?) ON CONFLICT(username) DO UPDATE SET"
-            " count=excluded.count, locked_until=NULL, pending=excluded.pending,"
-            " pending_since=excluded.pending_since",
-            (username, count, pending + 1, now),
-        )
+        db.set_login_checks(tx, username, count, pending + 1, now)
     return count + pending + 1
-
-
-def _check_done(conn: sqlite3.Connection, username: str, right: bool) -> int:
-    """A counted check has ended: a right password clears the failures, a wrong one adds
-    one. Returns the failures now (1 for a wrong one whose row a staff unlock removed
-    meanwhile: the unlock started the count again)."""
-    conn.execute(
-        "UPDATE login_failures SET pending=CASE WHEN pending > 0 THEN pending - 1 ELSE 0 END,"
-        " count=CASE WHEN ? = 1 THEN 0 ELSE count + 1 END WHERE username=?",
-        (right, username),
-    )
-    row = conn.execute("SELECT count FROM login_failures WHERE username=?", (username,)).fetchone()
-    return row["count"] if row else 1
 
 
 def _locked_error(backend: Backend, until: float) -> errors.AccountLocked:
@@ -147,7 +112,7 @@ def audit_name(backend: Backend, username: str, known: bool) -> str:
     return "?" + security.keyed_digest(backend.code_secret, f"audit-name:{username}")[:12]
 
 
-def check_password(backend: Backend, username: str, password: str, where: str) -> sqlite3.Row:
+def check_password(backend: Backend, username: str, password: str, where: str) -> Record:
     """Verify a password the way login does: lockout, failure count, same cost if unknown.
 
     Raises ``ACCOUNT_LOCKED`` or ``BAD_CREDENTIALS`` (with ``attempts_left``). Unknown
@@ -155,16 +120,15 @@ def check_password(backend: Backend, username: str, password: str, where: str) -
     before the password is hashed, so a burst in parallel gets no more checks.
     """
     _reserve_check(backend, username)
-    with backend.store.read() as conn:
-        user = _user(conn, username)
+    with backend.store.read() as tx:
+        user = db.user_by_name(tx, username)
     stored = user["password_hash"] if user else security.DUMMY_HASH
     right = security.verify_password(password, stored) and user is not None
     limit = backend.config.lock_after_failures
-    with backend.store.write() as conn:
-        failures = _check_done(conn, username, right)
-        row = conn.execute(
-            "SELECT locked_until FROM login_failures WHERE username=?", (username,)
-        ).fetchone()
+    with backend.store.write() as tx:
+        # the check has ended: a right password clears the failures, a wrong one adds one
+        row = db.end_check(tx, username, failed=not right)
+        failures = row["count"] if row else 1  # a staff unlock meanwhile started it again
         locked = row is not None and row["locked_until"] and row["locked_until"] > backend.time.ts()
         if right and not locked:
             return user
@@ -173,10 +137,8 @@ def check_password(backend: Backend, username: str, password: str, where: str) -
             locked_until = row["locked_until"]
         elif failures >= limit and not locked:
             until = backend.time.ts() + backend.config.lock_seconds
-            conn.execute(
-                "UPDATE login_failures SET locked_until=? WHERE username=?", (until, username)
-            )
-            conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+            db.lock_login(tx, username, until)
+            db.drop_sessions_of(tx, username)
             backend.audit(who, "account.locked", who, {"where": where})
             locked_until = until
         elif locked:
@@ -189,7 +151,7 @@ def check_password(backend: Backend, username: str, password: str, where: str) -
     raise errors.BadCredentials(attempts_left=limit - failures)
 
 
-def password_issue(user: sqlite3.Row, password: str) -> str | None:
+def password_issue(user: Record, password: str) -> str | None:
     """``initial`` for the college's initial password, ``weak`` if today's policy fails."""
     if user["id_card_no"] and password == rules.initial_password(user["id_card_no"]):
         return "initial"
@@ -211,20 +173,10 @@ def login(backend: Backend, body: models.LoginRequest) -> models.LoginResult:
     issue = password_issue(user, body.password)
     token = security.new_token()
     now = backend.time.ts()
-    with backend.store.write() as conn:
-        conn.execute(
-            "INSERT INTO sessions(token_hash, username, role, must_change, created_at, last_seen)"
-            " VALUES (?,?,?,?,?,?)",
-            (
-                security.token_digest(token),
-                user["username"],
-                user["role"],
-                issue is not None,
-                now,
-                now,
-            ),
-        )
-    backend.audit(user["username"], "login", user["username"], {"password_issue": issue})
+    with backend.store.write() as tx:
+        digest = security.token_digest(token)
+        db.add_session(tx, digest, user["username"], user["role"], issue is not None, now)
+        backend.audit(user["username"], "login", user["username"], {"password_issue": issue})
     return models.LoginResult(
         token=token,
         role=user["role"],
@@ -241,44 +193,38 @@ def session_for(backend: Backend, token: str | None) -> Session:
     digest = security.token_digest(token)
     now = backend.time.ts()
     idle = backend.config.session_idle_seconds
-    with backend.store.read() as conn:
-        row = conn.execute("SELECT * FROM sessions WHERE token_hash=?", (digest,)).fetchone()
+    with backend.store.read() as tx:
+        row = db.session_by_token(tx, digest)
     if row is None or row["last_seen"] + idle <= now:
         if row is not None:
-            with backend.store.write() as conn:
-                conn.execute("DELETE FROM sessions WHERE token_hash=?", (digest,))
+            with backend.store.write() as tx:
+                db.drop_session(tx, digest)
         raise errors.Unauthenticated()
     if now > row["last_seen"]:
-        with backend.store.write() as conn:
-            conn.execute("UPDATE sessions SET last_seen=? WHERE token_hash=?", (now, digest))
+        with backend.store.write() as tx:
+            db.touch_session(tx, digest, now)
     return Session(digest, row["username"], row["role"], bool(row["must_change"]))
 
 
 def logout(backend: Backend, session: Session) -> None:
-    with backend.store.write() as conn:
-        conn.execute("DELETE FROM sessions WHERE token_hash=?", (session.token_hash,))
-    backend.audit(session.username, "logout", session.username)
+    with backend.store.write() as tx:
+        db.drop_session(tx, session.token_hash)
+        backend.audit(session.username, "logout", session.username)
 
 
-def _set_password(conn: sqlite3.Connection, username: str, password: str) -> None:
-    conn.execute(
-        "UPDATE users SET password_hash=? WHERE username=?",
-        (security.hash_password(password), username),
-    )
+def _set_password(tx: Tx, username: str, password: str) -> None:
+    db.set_password_hash(tx, username, security.hash_password(password))
 
 
 def change_password(backend: Backend, session: Session, body: models.PasswordChange) -> None:
     """Old password checked like a login; every failed policy rule named; others revoked."""
     check_password(backend, session.username, body.old_password, "password_change")
     _require_strong(body.new_password, session.username, body.old_password)
-    with backend.store.write() as conn:
-        _set_password(conn, session.username, body.new_password)
-        conn.execute(
-            "DELETE FROM sessions WHERE username=? AND token_hash<>?",
-            (session.username, session.token_hash),
-        )
-        conn.execute("UPDATE sessions SET must_change=0 WHERE token_hash=?", (session.token_hash,))
-    backend.audit(session.username, "password.changed", session.username)
+    with backend.store.write() as tx:
+        _set_password(tx, session.username, body.new_password)
+        db.drop_sessions_of(tx, session.username, keep=session.token_hash)
+        db.clear_must_change(tx, session.token_hash)
+        backend.audit(session.username, "password.changed", session.username)
 
 
 # ---------------------------------------------------------------------------- reset
@@ -291,7 +237,7 @@ def mask_email(email: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def reset_channels(user: sqlite3.Row) -> list[models.ResetChannel]:
+def reset_channels(user: Record) -> list[models.ResetChannel]:
     found = []
     if rules.phone_problem(user["phone"]) is None:
         found.append(models.ResetChannel(channel="sms", to=mask_phone(user["phone"])))
@@ -300,7 +246,7 @@ def reset_channels(user: sqlite3.Row) -> list[models.ResetChannel]:
     return found
 
 
-def _identity_matches(user: sqlite3.Row | None, body: models.ResetStart) -> bool:
+def _identity_matches(user: Record | None, body: models.ResetStart) -> bool:
     return (
         user is not None
         and user["role"] == "student"
@@ -312,56 +258,38 @@ def _identity_matches(user: sqlite3.Row | None, body: models.ResetStart) -> bool
 def reset_start(backend: Backend, body: models.ResetStart) -> models.ResetStarted:
     consume_captcha(backend, body.captcha_id, body.captcha_answer)
     now = backend.time.ts()
-    with backend.store.write() as conn:
-        recent = conn.execute(
-            "SELECT MIN(at) AS first, COUNT(*) AS n FROM reset_mismatches "
-            "WHERE username=? AND at>?",
-            (body.username, now - MISMATCH_WINDOW),
-        ).fetchone()
+    with backend.store.write() as tx:
+        recent = db.recent_mismatches(tx, body.username, now - MISMATCH_WINDOW)
         if recent["n"] >= MISMATCH_LIMIT:
             raise errors.RateLimited(retry_after=int(recent["first"] + MISMATCH_WINDOW - now) + 1)
-        user = _user(conn, body.username)
-        if not _identity_matches(user, body):
-            conn.execute(
-                "INSERT INTO reset_mismatches(username, at) VALUES (?,?)", (body.username, now)
-            )
-            mismatch = True
+        user = db.user_by_name(tx, body.username, for_update=True)
+        mismatch = not _identity_matches(user, body)
+        if mismatch:
+            db.add_mismatch(tx, body.username, now)
+            who = audit_name(backend, body.username, known=user is not None)
+            backend.audit(who, "reset.mismatch", who)
         else:
-            mismatch = False
-            _check_code_quota(conn, body.username, now)
+            _check_code_quota(tx, body.username, now)
             channels = reset_channels(user)
             reset_id = security.new_id("r", 18)
-            conn.execute(
-                "INSERT INTO resets(reset_id, username, created_at, expires_at, channels)"
-                " VALUES (?,?,?,?,?)",
-                (
-                    reset_id,
-                    body.username,
-                    now,
-                    now + RESET_TTL,
-                    json.dumps([c.channel for c in channels]),
-                ),
-            )
-    if mismatch:
-        who = audit_name(backend, body.username, known=user is not None)
-        backend.audit(who, "reset.mismatch", who)
+            channel_names = json.dumps([c.channel for c in channels])
+            db.add_reset(tx, reset_id, body.username, now, now + RESET_TTL, channel_names)
+            backend.audit(body.username, "reset.started", body.username)
+    if mismatch:  # raised after the commit: the mismatch is counted
         raise errors.ResetIdentityMismatch()
-    backend.audit(body.username, "reset.started", body.username)
     return models.ResetStarted(reset_id=reset_id, channels=channels)
 
 
-def _check_code_quota(conn: sqlite3.Connection, username: str, now: float) -> None:
+def _check_code_quota(tx: Tx, username: str, now: float) -> None:
     """``RATE_LIMITED`` once the username's codes of the last hour are used up."""
-    sent = conn.execute(
-        "SELECT MIN(at) AS first, COUNT(*) AS n FROM reset_sends WHERE username=? AND at>?",
-        (username, now - CODE_WINDOW),
-    ).fetchone()
+    sent = db.recent_code_sends(tx, username, now - CODE_WINDOW)
     if sent["n"] >= CODES_PER_WINDOW:
         raise errors.RateLimited(retry_after=int(sent["first"] + CODE_WINDOW - now) + 1)
 
 
-def _active_reset(conn: sqlite3.Connection, backend: Backend, reset_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM resets WHERE reset_id=?", (reset_id,)).fetchone()
+def _active_reset(tx: Tx, backend: Backend, reset_id: str) -> Record:
+    """The reset, locked for this transaction; ``RESET_EXPIRED`` unless it is active."""
+    row = db.reset_for_update(tx, reset_id)
     if row is None or row["state"] != "active" or row["expires_at"] <= backend.time.ts():
         raise errors.ResetExpired()
     return row
@@ -369,78 +297,60 @@ def _active_reset(conn: sqlite3.Connection, backend: Backend, reset_id: str) -> 
 
 def reset_send(backend: Backend, body: models.ResetSend) -> None:
     now = backend.time.ts()
-    with backend.store.write() as conn:
-        reset = _active_reset(conn, backend, body.reset_id)
+    with backend.store.write() as tx:
+        reset = _active_reset(tx, backend, body.reset_id)
         if body.channel not in json.loads(reset["channels"]):
             raise errors.ValidationFailed(fields={"channel": "no valid contact for this channel"})
         if reset["last_sent_at"] is not None and now - reset["last_sent_at"] < RESEND_AFTER:
             retry = int(reset["last_sent_at"] + RESEND_AFTER - now) + 1
             raise errors.RateLimited(retry_after=min(retry, RESEND_AFTER))
-        _check_code_quota(conn, reset["username"], now)
-        conn.execute(
-            "DELETE FROM reset_sends WHERE username=? AND at<=?",
-            (reset["username"], now - CODE_WINDOW),
-        )
-        conn.execute(
-            "INSERT INTO reset_sends(username, at) VALUES (?, ?)", (reset["username"], now)
-        )
+        _check_code_quota(tx, reset["username"], now)
+        db.add_code_send(tx, reset["username"], now, forget_until=now - CODE_WINDOW)
         code = security.new_code()
-        conn.execute(
-            "UPDATE resets SET code_digest=?, code_expires_at=?, last_sent_at=? WHERE reset_id=?",
-            (
-                security.keyed_digest(backend.code_secret, reset["reset_id"] + code),
-                now + CODE_TTL,
-                now,
-                reset["reset_id"],
-            ),
-        )
-        user = _user(conn, reset["username"])
+        digest = security.keyed_digest(backend.code_secret, reset["reset_id"] + code)
+        db.set_reset_code(tx, reset["reset_id"], digest, now + CODE_TTL, now)
+        user = db.user_by_name(tx, reset["username"], for_update=True)
         to = user["phone"] if body.channel == "sms" else user["email"]
         backend.send_message(
-            conn,
+            tx,
             body.channel,
             to,
             f"【{backend.config.school}】您正在重置缴费平台密码，验证码 {code}，10分钟内有效。"
             "如非本人操作请忽略。",
             secret=code,
         )
-    backend.audit(
-        reset["username"], "reset.code_sent", reset["username"], {"channel": body.channel}
-    )
+        backend.audit(
+            reset["username"], "reset.code_sent", reset["username"], {"channel": body.channel}
+        )
 
 
 def reset_complete(backend: Backend, body: models.ResetComplete) -> None:
     now = backend.time.ts()
-    with backend.store.write() as conn:
-        reset = _active_reset(conn, backend, body.reset_id)
+    with backend.store.write() as tx:
+        reset = _active_reset(tx, backend, body.reset_id)
         expected = reset["code_digest"]
         given = security.keyed_digest(backend.code_secret, reset["reset_id"] + body.code.strip())
-        if expected is None or reset["code_expires_at"] <= now or given != expected:
-            wrong = reset["wrong_codes"] + 1
-            state = "voided" if wrong >= WRONG_CODES_VOID else "active"
-            conn.execute(
-                "UPDATE resets SET wrong_codes=?, state=? WHERE reset_id=?",
-                (wrong, state, reset["reset_id"]),
-            )
-            code_wrong = True
-        else:
-            code_wrong = False
+        code_wrong = expected is None or reset["code_expires_at"] <= now or given != expected
+        if code_wrong:
+            wrong = db.count_wrong_code(tx, reset["reset_id"])
+            if wrong >= WRONG_CODES_VOID:
+                db.set_reset_state(tx, reset["reset_id"], "voided")
     if code_wrong:
         raise errors.ResetCodeInvalid(attempts_left=max(WRONG_CODES_VOID - wrong, 0))
     username = reset["username"]
-    with backend.store.read() as conn:
-        user = _user(conn, username)
+    with backend.store.read() as tx:
+        user = db.user_by_name(tx, username)
     same = security.verify_password(body.new_password, user["password_hash"])
     reasons = rules.password_problems(body.new_password, username, same_as_old=same)
     if reasons:
         raise errors.WeakPassword(reasons=reasons)
-    with backend.store.write() as conn:
-        reset = _active_reset(conn, backend, body.reset_id)  # not completed meanwhile
-        _set_password(conn, username, body.new_password)
-        conn.execute("UPDATE resets SET state='completed' WHERE reset_id=?", (body.reset_id,))
-        conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
-        conn.execute("DELETE FROM sessions WHERE username=?", (username,))
-    backend.audit(username, "reset.completed", username)
+    with backend.store.write() as tx:
+        _active_reset(tx, backend, body.reset_id)  # not completed meanwhile
+        _set_password(tx, username, body.new_password)
+        db.set_reset_state(tx, body.reset_id, "completed")
+        db.clear_login_checks(tx, username)
+        db.drop_sessions_of(tx, username)
+        backend.audit(username, "reset.completed", username)
 
 
 # ---------------------------------------------------------------------------- profile
@@ -450,8 +360,8 @@ def mask_id_card(id_card_no: str | None) -> str:
     return id_card_no[:3] + "*" * (len(id_card_no) - 4) + id_card_no[-1:]
 
 
-def profile_of(conn: sqlite3.Connection, username: str) -> models.Profile:
-    user = _user(conn, username)
+def profile_of(tx: Tx, username: str) -> models.Profile:
+    user = db.user_by_name(tx, username)
     if user is None:
         raise errors.StudentNotFound()
     problems = (
@@ -473,8 +383,8 @@ def profile_of(conn: sqlite3.Connection, username: str) -> models.Profile:
 
 
 def profile(backend: Backend, username: str) -> models.Profile:
-    with backend.store.read() as conn:
-        return profile_of(conn, username)
+    with backend.store.read() as tx:
+        return profile_of(tx, username)
 
 
 def update_profile(
@@ -492,27 +402,20 @@ def update_profile(
     changes = {
         k: v.strip() for k, v in (("phone", body.phone), ("email", body.email)) if v is not None
     }
-    with backend.store.write() as conn:
-        for column, value in changes.items():
-            conn.execute(f"UPDATE users SET {column}=? WHERE username=?", (value, session.username))  # noqa: S608
-        result = profile_of(conn, session.username)
-    backend.audit(session.username, "profile.updated", session.username, {"fields": list(changes)})
+    with backend.store.write() as tx:
+        db.set_contacts(tx, session.username, changes)
+        result = profile_of(tx, session.username)
+        backend.audit(
+            session.username, "profile.updated", session.username, {"fields": list(changes)}
+        )
     return result
 
 
 # ---------------------------------------------------------------------------- staff
 def search_students(backend: Backend, query: str) -> models.StudentList:
-    pattern = query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     now = backend.time.ts()
-    with backend.store.read() as conn:
-        rows = conn.execute(
-            "SELECT u.username, u.name, u.department, u.class_name, f.locked_until "
-            "FROM users u LEFT JOIN login_failures f ON f.username=u.username "
-            "WHERE u.role='student'"
-            " AND (u.username LIKE ? ESCAPE '\\' OR u.name LIKE ? ESCAPE '\\')"
-            " ORDER BY u.username LIMIT 50",
-            (pattern, pattern),
-        ).fetchall()
+    with backend.store.read() as tx:
+        rows = db.students_by_prefix(tx, query.strip(), SEARCH_LIMIT)
     return models.StudentList(
         students=[
             models.StudentSummary(
@@ -527,8 +430,9 @@ def search_students(backend: Backend, query: str) -> models.StudentList:
     )
 
 
-def _student(conn: sqlite3.Connection, username: str) -> sqlite3.Row:
-    user = _user(conn, username)
+def _student(tx: Tx, username: str) -> Record:
+    """The student's row, locked for this transaction; ``STUDENT_NOT_FOUND`` if none."""
+    user = db.user_by_name(tx, username, for_update=True)
     if user is None or user["role"] != "student":
         raise errors.StudentNotFound()
     return user
@@ -536,17 +440,17 @@ def _student(conn: sqlite3.Connection, username: str) -> sqlite3.Row:
 
 def staff_reset_password(backend: Backend, staff: Session, username: str) -> None:
     """Back to the initial password, to be changed at next login; sessions ended."""
-    with backend.store.write() as conn:
-        user = _student(conn, username)
-        _set_password(conn, username, rules.initial_password(user["id_card_no"]))
-        conn.execute("DELETE FROM sessions WHERE username=?", (username,))
-    backend.audit(staff.username, "staff.reset_password", username)
+    with backend.store.write() as tx:
+        user = _student(tx, username)
+        _set_password(tx, username, rules.initial_password(user["id_card_no"]))
+        db.drop_sessions_of(tx, username)
+        backend.audit(staff.username, "staff.reset_password", username)
 
 
 def staff_unlock(backend: Backend, staff: Session, username: str) -> None:
     """End a lockout early: a student's, or another staff member's (nobody else can)."""
-    with backend.store.write() as conn:
-        if _user(conn, username) is None:
+    with backend.store.write() as tx:
+        if db.user_by_name(tx, username, for_update=True) is None:
             raise errors.StudentNotFound()
-        conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
+        db.clear_login_checks(tx, username)
         backend.audit(staff.username, "staff.unlock", username)

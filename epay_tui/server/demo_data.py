@@ -6,6 +6,8 @@ from functools import cache
 
 from epay_tui.server import security
 from epay_tui.server.backend import Backend
+from epay_tui.server.store import people
+from epay_tui.server.store.engine import Tx
 
 CURRENT_TAG, PREVIOUS_TAG = "2026-2027学年", "2025-2026学年"
 FEES = (  # code, name, kind, amount in fen
@@ -68,21 +70,18 @@ def item_id(username: str, tag: str, code: str) -> str:
 
 def seed(backend: Backend) -> None:
     """Fill an empty store with the demo students, their fees and the staff account."""
-    with backend.store.write() as conn:
+    with backend.store.write() as tx:
         for username, name, id_card, password, phone, email, paid in STUDENTS:
-            add_student(conn, username, name, id_card, password, phone, email)
-            add_fees(conn, username, CURRENT_TAG, 0, paid)
+            add_student(tx, username, name, id_card, password, phone, email)
+            add_fees(tx, username, CURRENT_TAG, 0, paid)
             if username == "2024010001":
-                add_fees(conn, username, PREVIOUS_TAG, 1, FISCAL_CODES, only=FISCAL_CODES)
+                add_fees(tx, username, PREVIOUS_TAG, 1, FISCAL_CODES, only=FISCAL_CODES)
         for username, name, password in STAFF:
-            conn.execute(
-                "INSERT INTO users(username, name, role, password_hash) VALUES (?,?,?,?)",
-                (username, name, "staff", demo_hash(password)),
-            )
+            people.add_user(tx, username, name, "staff", demo_hash(password))
 
 
 def add_student(
-    conn,
+    tx: Tx,
     username: str,
     name: str,
     id_card: str,
@@ -90,33 +89,27 @@ def add_student(
     phone: str | None,
     email: str | None,
 ) -> None:
-    conn.execute(
-        "INSERT INTO users(username, name, role, id_card_no, password_hash, department,"
-        " major, class_name, grade, phone, email) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            username,
-            name,
-            "student",
-            id_card,
-            demo_hash(password),
-            CLASS["department"],
-            CLASS["major"],
-            CLASS["class_name"],
-            CLASS["grade"],
-            phone,
-            email,
-        ),
+    people.add_user(
+        tx,
+        username,
+        name,
+        "student",
+        demo_hash(password),
+        id_card_no=id_card,
+        phone=phone,
+        email=email,
+        **CLASS,
     )
 
 
 def add_load_students(backend: Backend, count: int, password: str) -> list[str]:
     """Students for benchmarks: ``9{n:09d}``, valid contacts, the demo fees unpaid."""
     names = []
-    with backend.store.write() as conn:
+    with backend.store.write() as tx:
         for n in range(count):
             username = f"9{n:09d}"
             add_student(
-                conn,
+                tx,
                 username,
                 f"学生{n}",
                 f"32040220060101{n % 10000:04d}",
@@ -124,27 +117,29 @@ def add_load_students(backend: Backend, count: int, password: str) -> list[str]:
                 f"139{n:08d}",
                 f"s{n}@example.edu.cn",
             )
-            add_fees(conn, username, CURRENT_TAG, 0)
+            add_fees(tx, username, CURRENT_TAG, 0)
             names.append(username)
     return names
 
 
-def add_fees(conn, username: str, tag: str, rank: int, paid=(), only=None) -> None:
-    for position, (code, name, kind, amount) in enumerate(FEES):
-        if only is not None and code not in only:
-            continue
-        conn.execute(
-            "INSERT INTO fee_items(id, username, tag, tag_rank, position, name, kind, amount_due,"
-            " amount_paid) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                item_id(username, tag, code),
-                username,
-                tag,
-                rank,
-                position,
-                name,
-                kind,
-                amount,
-                amount if code in paid else 0,
-            ),
-        )
+def add_fees(tx: Tx, username: str, tag: str, rank: int, paid=(), only=None) -> None:
+    """The demo fees of ``tag`` for a student: those ``only`` names (default all), the
+    ``paid`` ones paid in full."""
+    people.add_fee_items(
+        tx,
+        [
+            {
+                "id": item_id(username, tag, code),
+                "username": username,
+                "tag": tag,
+                "tag_rank": rank,
+                "position": position,
+                "name": name,
+                "kind": kind,
+                "amount_due": amount,
+                "amount_paid": amount if code in paid else 0,
+            }
+            for position, (code, name, kind, amount) in enumerate(FEES)
+            if only is None or code in only
+        ],
+    )

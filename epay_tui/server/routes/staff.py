@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from epay_tui.api import errors, models
 from epay_tui.server import accounts, payments, reconcile
 from epay_tui.server.deps import AUTH_ERRORS, BackendDep, StaffSession, error_responses
+from epay_tui.server.store import accounts as db
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
 STAFF_ERRORS = (*AUTH_ERRORS, errors.ForbiddenRole)
@@ -36,8 +37,8 @@ def student(username: str, backend: BackendDep, staff: StaffSession) -> models.S
     if profile.role != "student":
         raise errors.StudentNotFound()
     fees = payments.fees(backend, username)
-    with backend.store.read() as conn:
-        orders = payments.orders_of(backend, conn, username)
+    with backend.store.read() as tx:
+        orders = payments.orders_of(backend, tx, username)
     return models.StudentDetail(profile=profile, fees=fees, orders=orders)
 
 
@@ -91,8 +92,8 @@ def audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> models.AuditLog:
     """Newest first."""
-    with backend.store.read() as conn:
-        rows = conn.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    with backend.store.read() as tx:
+        rows = db.recent_audit(tx, limit)
     return models.AuditLog(
         entries=[
             models.AuditEntry(
