@@ -5,7 +5,8 @@ requests as a real gateway would (a trade whose money is on its way refuses to
 close), and tells the backend of payments by signed notifies over real HTTP. The
 backend speaks to a gateway only through :class:`Gateway` -- the interface a real
 WeChat Pay, Alipay or CCB adapter implements too -- and the sandbox knows of the backend
-only what :class:`SandboxHost` names: neither imports the other.
+only what :class:`SandboxHost` names: neither imports the other. Its own tables are
+the store's to read and write (:mod:`epay_tui.server.store.trades`).
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from fastapi.concurrency import run_in_threadpool
 
 from epay_tui.api import errors, models
 from epay_tui.server import security
+from epay_tui.server.store import trades
+from epay_tui.server.store.trades import PAYING
 
 if TYPE_CHECKING:
     from epay_tui.server.config import SchoolTime
     from epay_tui.server.store import Store
+    from epay_tui.server.store.engine import Tx
 
 log = logging.getLogger("epay_tui.server.gateway")
 
 CloseResult = Literal["closed", "paid", "in_progress"]
-PAYING = "PAYING"
-"""Internal state of a ``slow`` payment: money left the payer, the bank has not answered."""
 
 _TXN_PREFIX = {"wechat": "4200", "alipay": "2026", "ccb": "1050"}
 NOTIFY_RETRY_SECONDS = (15, 15, 30, 180, 600, 1800, 3600)
@@ -119,30 +121,26 @@ class SandboxGateway:
         """Open a trade for an order; returns ``(trade_no, qr_url)``."""
         trade_no = f"T{secrets.token_hex(8)}"
         pay_token = secrets.token_urlsafe(9)
-        with self.store.write() as conn:
-            conn.execute(
-                "INSERT INTO gw_trades(trade_no, pay_token, order_no, channel, amount, payee,"
-                " items, state, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    trade_no,
-                    pay_token,
-                    order_no,
-                    channel,
-                    amount,
-                    payee,
-                    json.dumps(items, ensure_ascii=False),
-                    "NOTPAY",
-                    self.backend.time.ts(),
-                    expires_at,
-                ),
+        with self.store.write() as tx:
+            trades.add_trade(
+                tx,
+                trade_no=trade_no,
+                pay_token=pay_token,
+                order_no=order_no,
+                channel=channel,
+                amount=amount,
+                payee=payee,
+                items=items,
+                created_at=self.backend.time.ts(),
+                expires_at=expires_at,
             )
         return trade_no, f"{self.backend.public_url}/sandbox/pay/{pay_token}"
 
     def query(self, trade_no: str) -> TradeView:
         """The trade as the gateway sees it now (a settled slow payment becomes SUCCESS)."""
         self._settle_due()
-        with self.store.read() as conn:
-            row = conn.execute("SELECT * FROM gw_trades WHERE trade_no=?", (trade_no,)).fetchone()
+        with self.store.read() as tx:
+            row = trades.trade_row(tx, trade_no)
         if row is None:
             raise errors.TradeNotFound()
         state = "NOTPAY" if row["state"] == PAYING else row["state"]
@@ -159,29 +157,23 @@ class SandboxGateway:
     def close(self, trade_no: str) -> CloseResult:
         """Close a trade so no more money can come in: ``closed``, ``paid`` or ``in_progress``."""
         self._settle_due()
-        with self.store.write() as conn:
-            row = conn.execute(
-                "SELECT state FROM gw_trades WHERE trade_no=?", (trade_no,)
-            ).fetchone()
+        with self.store.write() as tx:
+            row = trades.trade_row(tx, trade_no, lock=True)
             if row is None or row["state"] == "CLOSED":
                 return "closed"
             if row["state"] == "SUCCESS":
                 return "paid"
             if row["state"] == PAYING:
                 return "in_progress"
-            conn.execute("UPDATE gw_trades SET state='CLOSED' WHERE trade_no=?", (trade_no,))
+            trades.set_state(tx, trade_no, "CLOSED")
         return "closed"
 
     def statement(self, day: date) -> models.Statement:
         """The gateway's successful trades whose payment fell on ``day`` (school time)."""
         self._settle_due()
         start = datetime(day.year, day.month, day.day, tzinfo=self.backend.time.zone).timestamp()
-        with self.store.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM gw_trades WHERE state='SUCCESS' AND paid_at>=? AND paid_at<?"
-                " ORDER BY paid_at",
-                (start, start + 86400),
-            ).fetchall()
+        with self.store.read() as tx:
+            rows = trades.settled_between(tx, start, start + 86400)
         return models.Statement(
             date=day,
             trades=[
@@ -198,11 +190,12 @@ class SandboxGateway:
         )
 
     # ----------------------------------------------------------------- payer side
-    def trade_by_token(self, pay_token: str) -> dict:
-        """The trade behind a pay page; raises TRADE_NOT_FOUND/CLOSED/PAID for the page."""
+    def trade_by_token(self, pay_token: str, *, lock: bool = False) -> dict:
+        """The trade behind a pay page; raises TRADE_NOT_FOUND/CLOSED/PAID for the page.
+        ``lock`` holds its row until the (caller's) write transaction ends."""
         self._settle_due()
-        with self.store.read() as conn:
-            row = conn.execute("SELECT * FROM gw_trades WHERE pay_token=?", (pay_token,)).fetchone()
+        with self.store.read() as tx:
+            row = trades.trade_by_token(tx, pay_token, lock=lock)
         if row is None:
             raise errors.TradeNotFound()
         trade = dict(row)
@@ -219,28 +212,22 @@ class SandboxGateway:
         if body.outcome == "slow" and body.notify == "delay":
             raise errors.ValidationFailed(fields={"notify": "delay does not apply to slow"})
         now = self.backend.time.ts()
-        with self.store.write() as conn:
-            trade = self.trade_by_token(pay_token)
+        with self.store.write() as tx:
+            trade = self.trade_by_token(pay_token, lock=True)
             if body.outcome == "declined":
-                conn.execute(
-                    "UPDATE gw_trades SET state='PAYERROR' WHERE trade_no=?", (trade["trade_no"],)
-                )
+                trades.set_state(tx, trade["trade_no"], "PAYERROR")
                 return models.SandboxPayResult(trade_state="PAYERROR")
             settles_at = now + body.delay_seconds if body.outcome == "slow" else now
-            conn.execute(
-                "UPDATE gw_trades SET state=?, settles_at=?, notify_mode=?, transaction_id=?"
-                " WHERE trade_no=?",
-                (
-                    PAYING,
-                    settles_at,
-                    body.notify,
-                    self._transaction_id(trade["channel"]),
-                    trade["trade_no"],
-                ),
+            trades.start_paying(
+                tx,
+                trade["trade_no"],
+                settles_at=settles_at,
+                notify_mode=body.notify,
+                transaction_id=self._transaction_id(trade["channel"]),
             )
             if body.outcome == "success":
                 notify_at = now + body.delay_seconds if body.notify == "delay" else now
-                self._settle(conn, trade["trade_no"], settles_at, body.notify, notify_at)
+                self._settle(tx, trade["trade_no"], settles_at, body.notify, notify_at)
         return models.SandboxPayResult(
             trade_state="SUCCESS" if body.outcome == "success" else "NOTPAY"
         )
@@ -249,34 +236,22 @@ class SandboxGateway:
     def _transaction_id(channel: str) -> str:
         return _TXN_PREFIX[channel] + f"{secrets.randbelow(10**24):024d}"
 
-    def _settle(self, conn, trade_no: str, paid_at: float, mode: str, notify_at: float) -> None:
-        conn.execute(
-            "UPDATE gw_trades SET state='SUCCESS', paid_at=? WHERE trade_no=?", (paid_at, trade_no)
-        )
-        copies = {"drop": 0, "duplicate": 2}.get(mode, 1)
-        for _ in range(copies):
-            conn.execute(
-                "INSERT INTO gw_notifies(trade_no, due_at) VALUES (?,?)", (trade_no, notify_at)
-            )
+    @staticmethod
+    def _settle(tx: Tx, trade_no: str, paid_at: float, mode: str, notify_at: float) -> None:
+        """The money arrived; the notifies the payer's ``mode`` asks for are queued."""
+        trades.settle(tx, trade_no, paid_at)
+        trades.queue_notifies(tx, trade_no, notify_at, {"drop": 0, "duplicate": 2}.get(mode, 1))
 
     def _settle_due(self) -> None:
         """Slow payments whose bank answer has arrived become SUCCESS (and notify)."""
         now = self.backend.time.ts()
-        with self.store.read() as conn:
-            due = conn.execute(
-                "SELECT 1 FROM gw_trades WHERE state=? AND settles_at<=? LIMIT 1", (PAYING, now)
-            ).fetchone()
-        if due is None:
-            return
-        with self.store.write() as conn:
-            rows = conn.execute(
-                "SELECT trade_no, settles_at, notify_mode FROM gw_trades"
-                " WHERE state=? AND settles_at<=?",
-                (PAYING, now),
-            ).fetchall()
-            for row in rows:
+        with self.store.read() as tx:
+            if not trades.any_paying_due(tx, now):
+                return
+        with self.store.write() as tx:
+            for row in trades.paying_due(tx, now):
                 self._settle(
-                    conn, row["trade_no"], row["settles_at"], row["notify_mode"], row["settles_at"]
+                    tx, row["trade_no"], row["settles_at"], row["notify_mode"], row["settles_at"]
                 )
 
     # ----------------------------------------------------------------- notifies
@@ -284,46 +259,27 @@ class SandboxGateway:
         """Claim the notifies that are due; returns ``(notify id, channel, signed body)``."""
         self._settle_due()
         now = self.backend.time.ts()
-        with self.store.read() as conn:  # most ticks find nothing: no write for them
-            due = conn.execute(
-                "SELECT 1 FROM gw_notifies WHERE state='pending' AND due_at<=? LIMIT 1", (now,)
-            ).fetchone()
-        if due is None:
-            return []
-        with self.store.write() as conn:
-            rows = conn.execute(
-                "UPDATE gw_notifies SET state='sent' WHERE state='pending' AND due_at<=?"
-                " RETURNING id, trade_no",
-                (now,),
-            ).fetchall()
-            trades = [
-                (
-                    r["id"],
-                    conn.execute(
-                        "SELECT * FROM gw_trades WHERE trade_no=?", (r["trade_no"],)
-                    ).fetchone(),
-                )
-                for r in rows
+        with self.store.read() as tx:  # most ticks find nothing: no write for them
+            if not trades.any_notify_due(tx, now):
+                return []
+        with self.store.write() as tx:
+            claimed = [
+                (r["id"], trades.trade_row(tx, r["trade_no"]))
+                for r in trades.claim_due_notifies(tx, now)
             ]
-        return [(notify_id, t["channel"], self.notify_body(t)) for notify_id, t in trades]
+        return [(notify_id, t["channel"], self.notify_body(t)) for notify_id, t in claimed]
 
     def notify_unanswered(self, notify_id: int) -> None:
         """The backend did not acknowledge: try again later, or give up after the last."""
         now = self.backend.time.ts()
-        with self.store.write() as conn:
-            row = conn.execute(
-                "SELECT attempts FROM gw_notifies WHERE id=?", (notify_id,)
-            ).fetchone()
-            if row is None:
+        with self.store.write() as tx:
+            attempts = trades.notify_attempts(tx, notify_id)
+            if attempts is None:
                 return
-            attempts = row["attempts"]
             if attempts >= len(NOTIFY_RETRY_SECONDS):
-                conn.execute("UPDATE gw_notifies SET state='failed' WHERE id=?", (notify_id,))
+                trades.give_up_notify(tx, notify_id)
                 return
-            conn.execute(
-                "UPDATE gw_notifies SET state='pending', due_at=?, attempts=? WHERE id=?",
-                (now + NOTIFY_RETRY_SECONDS[attempts], attempts + 1, notify_id),
-            )
+            trades.retry_notify(tx, notify_id, now + NOTIFY_RETRY_SECONDS[attempts], attempts + 1)
 
     def notify_body(self, trade) -> bytes:
         return json.dumps(

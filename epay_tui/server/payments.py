@@ -1,34 +1,30 @@
 """Fees and orders: item locks, idempotent creation, pay, query, cancel, claim, expiry.
 
-The three invariants live here: an item is paid at most once (the item lock and
-``paid_order_no`` are taken inside ``BEGIN IMMEDIATE``); every successful gateway
-payment ends recorded on its order (:func:`record_payment` from notify, query,
+The three invariants live here: an item is paid at most once (its item lock is taken
+holding the student's row, ``paid_order_no`` holding the order's); every successful
+gateway payment ends recorded on its order (:func:`record_payment` from notify, query,
 claim, expiry and reconciliation); a gateway trade is closed before its items are
 released (:func:`_close_trade_then_release`). Steps on one order are serialised
-with a per-order lock so a notify and a cancel cannot interleave.
+with a per-order lock so a notify and a cancel cannot interleave. The SQL is the
+store's (:mod:`epay_tui.server.store.orders`).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 
 from epay_tui.api import errors, models, rules
 from epay_tui.server.accounts import Session, profile_of
 from epay_tui.server.backend import Backend
+from epay_tui.server.store import orders
+from epay_tui.server.store.engine import Record, Tx
 
 
 # ---------------------------------------------------------------------------- fees
-def fees_of(conn: sqlite3.Connection, username: str) -> models.Fees:
-    rows = conn.execute(
-        "SELECT f.*, l.order_no AS lock_order FROM fee_items f"
-        " LEFT JOIN item_locks l ON l.item_id=f.id"
-        " WHERE f.username=? ORDER BY f.tag_rank, f.position",
-        (username,),
-    ).fetchall()
+def fees_of(tx: Tx, username: str) -> models.Fees:
     tags: dict[str, list[models.FeeItem]] = {}
-    for r in rows:
+    for r in orders.fee_items_of(tx, username):
         outstanding = r["amount_due"] - r["amount_paid"]
         if r["lock_order"]:
             state, order_no = "in_order", r["lock_order"]
@@ -54,17 +50,14 @@ def fees_of(conn: sqlite3.Connection, username: str) -> models.Fees:
 
 def fees(backend: Backend, username: str) -> models.Fees:
     sweep_user(backend, username)
-    with backend.store.read() as conn:
-        return fees_of(conn, username)
+    with backend.store.read() as tx:
+        return fees_of(tx, username)
 
 
 # ---------------------------------------------------------------------------- reading orders
-def _order_model(backend: Backend, conn: sqlite3.Connection, row: sqlite3.Row) -> models.Order:
+def _order_model(backend: Backend, tx: Tx, row: Record) -> models.Order:
     at = backend.time.at
-    items = conn.execute(
-        "SELECT item_id, name, amount FROM order_items WHERE order_no=? ORDER BY position",
-        (row["order_no"],),
-    ).fetchall()
+    items = orders.order_items_of(tx, row["order_no"])
     payment = None
     if row["pay_channel"] and row["status"] in ("open", "awaiting_confirmation"):
         payment = models.PaymentInfo(
@@ -93,37 +86,32 @@ def _order_model(backend: Backend, conn: sqlite3.Connection, row: sqlite3.Row) -
     )
 
 
-def _row(conn: sqlite3.Connection, order_no: str, username: str | None) -> sqlite3.Row:
-    """The order row; another user's order answers exactly like an unknown one."""
-    row = conn.execute("SELECT * FROM orders WHERE order_no=?", (order_no,)).fetchone()
+def _row(tx: Tx, order_no: str, username: str | None, *, lock: bool = False) -> Record:
+    """The order row (``lock``: taken until the transaction ends, to change its status);
+    another user's order answers exactly like an unknown one."""
+    row = orders.order_row(tx, order_no, lock=lock)
     if row is None or (username is not None and row["username"] != username):
         raise errors.OrderNotFound()
     return row
 
 
 def get_order(backend: Backend, order_no: str, username: str | None) -> models.Order:
-    with backend.store.read() as conn:
-        _row(conn, order_no, username)
+    with backend.store.read() as tx:
+        _row(tx, order_no, username)
     expire_if_due(backend, order_no)
-    with backend.store.read() as conn:
-        return _order_model(backend, conn, _row(conn, order_no, username))
+    with backend.store.read() as tx:
+        return _order_model(backend, tx, _row(tx, order_no, username))
 
 
 def list_orders(backend: Backend, username: str) -> models.Orders:
     sweep_user(backend, username)
-    with backend.store.read() as conn:
-        rows = conn.execute(
-            "SELECT * FROM orders WHERE username=? ORDER BY created_at DESC, seq DESC",
-            (username,),
-        ).fetchall()
-        return models.Orders(orders=[_order_model(backend, conn, r) for r in rows])
+    with backend.store.read() as tx:
+        return models.Orders(orders=orders_of(backend, tx, username))
 
 
-def orders_of(backend: Backend, conn: sqlite3.Connection, username: str) -> list[models.Order]:
-    rows = conn.execute(
-        "SELECT * FROM orders WHERE username=? ORDER BY created_at DESC, seq DESC", (username,)
-    ).fetchall()
-    return [_order_model(backend, conn, r) for r in rows]
+def orders_of(backend: Backend, tx: Tx, username: str) -> list[models.Order]:
+    """The student's orders, newest first."""
+    return [_order_model(backend, tx, r) for r in orders.orders_of(tx, username)]
 
 
 # ---------------------------------------------------------------------------- creating
@@ -151,27 +139,22 @@ def create_order(backend: Backend, session: Session, key: str, item_ids: list[st
     sweep_user(backend, username)  # release expired orders before judging locks
     _check_hours(backend)
     now = backend.time.ts()
-    with backend.store.write() as conn:
-        replay_no = _idempotent_order_no(conn, username, key, body)
+    with backend.store.write() as tx:
+        orders.lock_student(tx, username)  # held while its key, items and seq are judged
+        replay_no = _idempotent_order_no(tx, username, key, body)
         if replay_no is None:
-            order_no = _insert_order(backend, conn, username, item_ids, now)
-            conn.execute(
-                "INSERT INTO idempotency(username, key, body, order_no) VALUES (?,?,?,?)",
-                (username, key, body, order_no),
-            )
+            order_no = _insert_order(backend, tx, username, item_ids, now)
+            orders.remember_key(tx, username, key, body, order_no)
+            backend.audit(username, "order.created", order_no, {"items": sorted(set(item_ids))})
+            created = _order_model(backend, tx, _row(tx, order_no, None))
     if replay_no is not None:
         return get_order(backend, replay_no, username)
-    backend.audit(username, "order.created", order_no, {"items": sorted(set(item_ids))})
     backend.events.publish(order_no)
-    return get_order(backend, order_no, username)
+    return created
 
 
-def _idempotent_order_no(
-    conn: sqlite3.Connection, username: str, key: str, body: str
-) -> str | None:
-    row = conn.execute(
-        "SELECT body, order_no FROM idempotency WHERE username=? AND key=?", (username, key)
-    ).fetchone()
+def _idempotent_order_no(tx: Tx, username: str, key: str, body: str) -> str | None:
+    row = orders.idempotency_key(tx, username, key)
     if row is None:
         return None
     if row["body"] != body:
@@ -180,26 +163,19 @@ def _idempotent_order_no(
 
 
 def _replay(backend: Backend, username: str, key: str, body: str) -> models.Order | None:
-    with backend.store.read() as conn:
-        order_no = _idempotent_order_no(conn, username, key, body)
+    with backend.store.read() as tx:
+        order_no = _idempotent_order_no(tx, username, key, body)
     return get_order(backend, order_no, username) if order_no else None
 
 
-def _insert_order(
-    backend: Backend, conn: sqlite3.Connection, username: str, item_ids: list[str], now: float
-) -> str:
-    """Every check of api.md in its order, then the order and its item locks."""
-    problems = profile_of(conn, username).profile_problems
+def _insert_order(backend: Backend, tx: Tx, username: str, item_ids: list[str], now: float) -> str:
+    """Every check of api.md in its order, then the order and its item locks (the
+    student's row is locked: no other order of theirs is being made meanwhile)."""
+    problems = profile_of(tx, username).profile_problems
     if problems:
         raise errors.ProfileIncomplete(problems=problems)
     ids = list(dict.fromkeys(item_ids))
-    marks = ",".join("?" * len(ids))
-    rows = conn.execute(
-        f"SELECT f.*, l.order_no AS lock_order FROM fee_items f"  # noqa: S608
-        f" LEFT JOIN item_locks l ON l.item_id=f.id WHERE f.id IN ({marks}) AND f.username=?",
-        (*ids, username),
-    ).fetchall()
-    by_id = {r["id"]: r for r in rows}
+    by_id = {r["id"]: r for r in orders.fee_items_by_id(tx, username, ids)}
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise errors.ItemNotFound(item_ids=missing)
@@ -217,25 +193,21 @@ def _insert_order(
             item_ids=[r["id"] for r in locked if r["lock_order"] == locked[0]["lock_order"]],
         )
     order_no = _new_order_no(backend)
-    while conn.execute("SELECT 1 FROM orders WHERE order_no=?", (order_no,)).fetchone():
+    while orders.order_no_taken(tx, order_no):
         order_no = _new_order_no(backend)
-    expires = min(now + backend.config.order_ttl_seconds, backend.time.todays_close())
-    total = sum(r["amount_due"] - r["amount_paid"] for r in items)
-    seq = conn.execute(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM orders WHERE username=?", (username,)
-    ).fetchone()[0]
-    conn.execute(
-        "INSERT INTO orders(order_no, username, seq, status, receipt_type, total, payee,"
-        " created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?)",
-        (order_no, username, seq, "open", receipt_type, total, backend.config.payee, now, expires),
+    lines = [(r["id"], r["name"], r["amount_due"] - r["amount_paid"]) for r in items]
+    orders.add_order(
+        tx,
+        order_no=order_no,
+        username=username,
+        receipt_type=receipt_type,
+        total=sum(amount for _, _, amount in lines),
+        payee=backend.config.payee,
+        created_at=now,
+        expires_at=min(now + backend.config.order_ttl_seconds, backend.time.todays_close()),
     )
-    for position, r in enumerate(items):
-        conn.execute(
-            "INSERT INTO order_items(order_no, position, item_id, name, amount)"
-            " VALUES (?,?,?,?,?)",
-            (order_no, position, r["id"], r["name"], r["amount_due"] - r["amount_paid"]),
-        )
-        conn.execute("INSERT INTO item_locks(item_id, order_no) VALUES (?,?)", (r["id"], order_no))
+    orders.add_order_items(tx, order_no, lines)
+    orders.lock_items(tx, order_no, ids)
     return order_no
 
 
@@ -254,14 +226,14 @@ def record_payment(
     Returns True when this call recorded it. A payment that cannot be applied (the
     order closed, or paid by another trade) is kept as a discrepancy for finance.
     """
-    with backend.store.write() as conn:
-        row = _row(conn, order_no, None)
+    with backend.store.write() as tx:
+        row = _row(tx, order_no, None, lock=True)
         if row["transaction_id"] == transaction_id:
             return False
         if amount != row["total"]:
             _discrepancy(
                 backend,
-                conn,
+                tx,
                 order_no,
                 "amount_mismatch",
                 f"gateway {amount} vs order {row['total']} ({transaction_id})",
@@ -270,77 +242,60 @@ def record_payment(
         if row["status"] not in ("open", "awaiting_confirmation"):
             _discrepancy(
                 backend,
-                conn,
+                tx,
                 order_no,
                 f"paid_when_{row['status']}",
                 f"trade {trade_no} transaction {transaction_id}",
             )
             return False
-        channel = conn.execute(
-            "SELECT channel FROM order_trades WHERE trade_no=? AND order_no=?", (trade_no, order_no)
-        ).fetchone()
+        channel = orders.order_trade_channel(tx, order_no, trade_no)
         if channel is None:
-            _discrepancy(backend, conn, order_no, "unknown_trade", trade_no)
+            _discrepancy(backend, tx, order_no, "unknown_trade", trade_no)
             return False
         receipt_no = f"R{backend.time.at(paid_at):%Y%m%d}{secrets.randbelow(10**8):08d}"
-        conn.execute(
-            "UPDATE orders SET status='paid', paid_at=?, channel=?, transaction_id=?, receipt_no=?"
-            " WHERE order_no=?",
-            (paid_at, channel["channel"], transaction_id, receipt_no, order_no),
+        orders.mark_paid(
+            tx,
+            order_no,
+            paid_at=paid_at,
+            channel=channel,
+            transaction_id=transaction_id,
+            receipt_no=receipt_no,
         )
-        for item in conn.execute(
-            "SELECT item_id, amount FROM order_items WHERE order_no=?", (order_no,)
-        ).fetchall():
-            updated = conn.execute(
-                "UPDATE fee_items SET amount_paid = amount_paid + ?, paid_order_no=?"
-                " WHERE id=? AND amount_paid + ? <= amount_due",
-                (item["amount"], order_no, item["item_id"], item["amount"]),
-            ).rowcount
-            if updated != 1:  # the item lock makes this impossible; refuse loudly if not
+        items = orders.order_items_of(tx, order_no)
+        for item in items:
+            if not orders.pay_item(tx, item["item_id"], item["amount"], order_no):
+                # the item lock makes this impossible; refuse loudly if not
                 raise errors.InternalError("fee item would be paid twice")
-        conn.execute("DELETE FROM item_locks WHERE order_no=?", (order_no,))
-        _send_receipt(backend, conn, row, receipt_no, transaction_id)
-    backend.audit("gateway", "order.paid", order_no, {"via": how, "transaction_id": transaction_id})
+        orders.release_items(tx, order_no)
+        _send_receipt(backend, tx, row, items, receipt_no, transaction_id)
+        backend.audit(
+            "gateway", "order.paid", order_no, {"via": how, "transaction_id": transaction_id}
+        )
     backend.events.publish(order_no)
     return True
 
 
 def _send_receipt(
-    backend: Backend, conn: sqlite3.Connection, order: sqlite3.Row, receipt_no: str, txn: str
+    backend: Backend, tx: Tx, order: Record, items: list[Record], receipt_no: str, txn: str
 ) -> None:
-    user = conn.execute(
-        "SELECT phone, email FROM users WHERE username=?", (order["username"],)
-    ).fetchone()
-    names = "、".join(
-        r["name"]
-        for r in conn.execute(
-            "SELECT name FROM order_items WHERE order_no=? ORDER BY position", (order["order_no"],)
-        )
-    )
+    user = orders.contacts_of(tx, order["username"])
+    names = "、".join(r["name"] for r in items)
     body = (
         f"【{order['payee']}】缴费成功：订单号 {order['order_no']}，票据号 {receipt_no}，"
         f"项目 {names}，金额 {rules.format_fen(order['total'])}，收款方 {order['payee']}，"
         f"交易号 {txn}。"
     )
     if user["phone"]:
-        backend.send_message(conn, "sms", user["phone"], body)
+        backend.send_message(tx, "sms", user["phone"], body)
     if user["email"]:
-        backend.send_message(conn, "email", user["email"], body)
+        backend.send_message(tx, "email", user["email"], body)
 
 
-def _discrepancy(
-    backend: Backend, conn: sqlite3.Connection, order_no: str, kind: str, detail: str
-) -> None:
-    """Keep a discrepancy for the finance office; the same one again adds nothing."""
-    if conn.execute(
-        "SELECT 1 FROM discrepancies WHERE order_no=? AND kind=? AND detail=?",
-        (order_no, kind, detail),
-    ).fetchone():
-        return
-    conn.execute(
-        "INSERT INTO discrepancies(at, order_no, kind, detail) VALUES (?,?,?,?)",
-        (backend.time.ts(), order_no, kind, detail),
-    )
+def _discrepancy(backend: Backend, tx: Tx, order_no: str, kind: str, detail: str) -> None:
+    """Keep a discrepancy for the finance office; the same one again adds nothing (the
+    caller holds the order's row)."""
+    if not orders.has_discrepancy(tx, order_no, kind, detail):
+        orders.add_discrepancy(tx, backend.time.ts(), order_no, kind, detail)
 
 
 def _apply_trade(backend: Backend, order_no: str, trade_no: str, how: str) -> bool:
@@ -354,7 +309,7 @@ def _apply_trade(backend: Backend, order_no: str, trade_no: str, how: str) -> bo
 
 # ---------------------------------------------------------------------------- closing
 def _close_trade_then_release(
-    backend: Backend, row: sqlite3.Row, status: str, reason: str, how: str
+    backend: Backend, row: Record, status: str, reason: str, how: str
 ) -> str:
     """Close the order's trade at the gateway first; only then release its items.
 
@@ -368,60 +323,49 @@ def _close_trade_then_release(
             return "paid"
         if outcome == "in_progress":
             return "in_progress"
-    with backend.store.write() as conn:
-        current = _row(conn, row["order_no"], None)
+    with backend.store.write() as tx:
+        current = _row(tx, row["order_no"], None, lock=True)
         if current["status"] != status:
             return "changed"
-        conn.execute(
-            "UPDATE orders SET status='closed', close_reason=?, closed_at=? WHERE order_no=?",
-            (reason, backend.time.ts(), row["order_no"]),
+        orders.mark_closed(tx, row["order_no"], reason, backend.time.ts())
+        orders.release_items(tx, row["order_no"])
+        backend.audit(
+            "system" if how == "expiry" else row["username"], f"order.{reason}", row["order_no"]
         )
-        conn.execute("DELETE FROM item_locks WHERE order_no=?", (row["order_no"],))
-    backend.audit(
-        "system" if how == "expiry" else row["username"], f"order.{reason}", row["order_no"]
-    )
     backend.events.publish(row["order_no"])
     return "closed"
 
 
 def expire_if_due(backend: Backend, order_no: str) -> None:
     """An open order past its time: paid at the gateway -> paid; else closed there, then here."""
-    with backend.store.read() as conn:
-        row = conn.execute("SELECT * FROM orders WHERE order_no=?", (order_no,)).fetchone()
+    with backend.store.read() as tx:
+        row = orders.order_row(tx, order_no)
     if row is None or row["status"] != "open" or row["expires_at"] > backend.time.ts():
         return
     with backend.order_locks.hold(order_no):
-        with backend.store.read() as conn:
-            row = _row(conn, order_no, None)
+        with backend.store.read() as tx:
+            row = _row(tx, order_no, None)
         if row["status"] == "open" and row["expires_at"] <= backend.time.ts():
             _close_trade_then_release(backend, row, "open", "expired", "expiry")
 
 
-def sweep_user(backend: Backend, username: str) -> None:
-    with backend.store.read() as conn:
-        due = conn.execute(
-            "SELECT order_no FROM orders WHERE username=? AND status='open' AND expires_at<=?",
-            (username, backend.time.ts()),
-        ).fetchall()
-    for r in due:
-        expire_if_due(backend, r["order_no"])
+def sweep_user(backend: Backend, username: str | None) -> None:
+    """Expire the student's open orders that are past their time (None: everyone's)."""
+    with backend.store.read() as tx:
+        due = orders.due_order_nos(tx, backend.time.ts(), username)
+    for order_no in due:
+        expire_if_due(backend, order_no)
 
 
 def sweep_all(backend: Backend) -> None:
     """The periodic sweep: expire every open order that is past its time."""
-    with backend.store.read() as conn:
-        due = conn.execute(
-            "SELECT order_no FROM orders WHERE status='open' AND expires_at<=?",
-            (backend.time.ts(),),
-        ).fetchall()
-    for r in due:
-        expire_if_due(backend, r["order_no"])
+    sweep_user(backend, None)
 
 
 # ---------------------------------------------------------------------------- order actions
-def _open_row(backend: Backend, order_no: str, username: str | None) -> sqlite3.Row:
-    with backend.store.read() as conn:
-        row = _row(conn, order_no, username)
+def _open_row(backend: Backend, order_no: str, username: str | None) -> Record:
+    with backend.store.read() as tx:
+        row = _row(tx, order_no, username)
     if row["status"] != "open":
         raise errors.OrderNotOpen(status=row["status"])
     return row
@@ -429,8 +373,8 @@ def _open_row(backend: Backend, order_no: str, username: str | None) -> sqlite3.
 
 def pay(backend: Backend, session: Session, order_no: str, channel: str) -> models.PayQr:
     """Issue the QR for a channel; switching channel closes the old trade first."""
-    with backend.store.read() as conn:
-        _row(conn, order_no, session.username)
+    with backend.store.read() as tx:
+        _row(tx, order_no, session.username)
     expire_if_due(backend, order_no)
     with backend.order_locks.hold(order_no):
         row = _open_row(backend, order_no, session.username)
@@ -447,36 +391,32 @@ def pay(backend: Backend, session: Session, order_no: str, channel: str) -> mode
                 raise errors.OrderAlreadyPaid()
             if outcome == "in_progress":
                 raise errors.PaymentInProgress()
-        with backend.store.read() as conn:
+        with backend.store.read() as tx:
             items = [
-                dict(r)
-                for r in conn.execute(
-                    "SELECT item_id AS id, name, amount FROM order_items WHERE order_no=?"
-                    " ORDER BY position",
-                    (order_no,),
-                )
+                {"id": r["item_id"], "name": r["name"], "amount": r["amount"]}
+                for r in orders.order_items_of(tx, order_no)
             ]
         trade_no, qr_url = backend.gateway.create_trade(
             order_no, channel, row["total"], row["payee"], items, row["expires_at"]
         )
-        with backend.store.write() as conn:
-            conn.execute(
-                "INSERT INTO order_trades(trade_no, order_no, channel, created_at)"
-                " VALUES (?,?,?,?)",
-                (trade_no, order_no, channel, now),
+        with backend.store.write() as tx:
+            orders.add_order_trade(tx, trade_no, order_no, channel, now)
+            orders.set_payment(
+                tx,
+                order_no,
+                channel=channel,
+                trade_no=trade_no,
+                qr_url=qr_url,
+                issued_at=now,
+                expires_at=row["expires_at"],
             )
-            conn.execute(
-                "UPDATE orders SET pay_channel=?, pay_trade_no=?, qr_url=?, pay_issued_at=?,"
-                " pay_expires_at=? WHERE order_no=?",
-                (channel, trade_no, qr_url, now, row["expires_at"], order_no),
-            )
-            row = _row(conn, order_no, None)
-    backend.audit(session.username, "order.pay", order_no, {"channel": channel})
+            row = _row(tx, order_no, None)
+            backend.audit(session.username, "order.pay", order_no, {"channel": channel})
     backend.events.publish(order_no)
     return _qr(backend, row, channel, qr_url)
 
 
-def _qr(backend: Backend, row: sqlite3.Row, channel: str, qr_url: str) -> models.PayQr:
+def _qr(backend: Backend, row: Record, channel: str, qr_url: str) -> models.PayQr:
     return models.PayQr(
         order_no=row["order_no"],
         channel=channel,
@@ -489,30 +429,21 @@ def _qr(backend: Backend, row: sqlite3.Row, channel: str, qr_url: str) -> models
 
 def query(backend: Backend, order_no: str, username: str | None) -> models.Order:
     """Ask the gateway now and apply its answer (also what staff use)."""
-    with backend.store.read() as conn:
-        row = _row(conn, order_no, username)
+    with backend.store.read() as tx:
+        row = _row(tx, order_no, username)
     if row["status"] in ("open", "awaiting_confirmation"):
         with backend.order_locks.hold(order_no):
-            for trade in _trades(backend, order_no):
+            with backend.store.read() as tx:
+                trades = orders.order_trade_nos(tx, order_no)
+            for trade in trades:
                 if _apply_trade(backend, order_no, trade, "query"):
                     break
     return get_order(backend, order_no, username)
 
 
-def _trades(backend: Backend, order_no: str) -> list[str]:
-    with backend.store.read() as conn:
-        return [
-            r["trade_no"]
-            for r in conn.execute(
-                "SELECT trade_no FROM order_trades WHERE order_no=? ORDER BY created_at DESC",
-                (order_no,),
-            )
-        ]
-
-
 def cancel(backend: Backend, session: Session, order_no: str) -> models.Order:
-    with backend.store.read() as conn:
-        _row(conn, order_no, session.username)
+    with backend.store.read() as tx:
+        _row(tx, order_no, session.username)
     expire_if_due(backend, order_no)
     with backend.order_locks.hold(order_no):
         row = _open_row(backend, order_no, session.username)
@@ -523,23 +454,20 @@ def cancel(backend: Backend, session: Session, order_no: str) -> models.Order:
 
 def claim_paid(backend: Backend, session: Session, order_no: str) -> models.Order:
     """Claim "I have paid": the gateway first; unpaid -> awaiting_confirmation, items locked."""
-    with backend.store.read() as conn:
-        _row(conn, order_no, session.username)
+    with backend.store.read() as tx:
+        _row(tx, order_no, session.username)
     expire_if_due(backend, order_no)
     with backend.order_locks.hold(order_no):
         row = _open_row(backend, order_no, session.username)
         paid = row["pay_trade_no"] and _apply_trade(
             backend, order_no, row["pay_trade_no"], "claim_paid"
         )
+        with backend.store.write() as tx:
+            if not paid:
+                orders.mark_awaiting_confirmation(tx, order_no)
+            backend.audit(session.username, "order.claim_paid", order_no, {"paid": bool(paid)})
         if not paid:
-            with backend.store.write() as conn:
-                conn.execute(
-                    "UPDATE orders SET status='awaiting_confirmation' WHERE order_no=?"
-                    " AND status='open'",
-                    (order_no,),
-                )
             backend.events.publish(order_no)
-    backend.audit(session.username, "order.claim_paid", order_no, {"paid": bool(paid)})
     return get_order(backend, order_no, session.username)
 
 
@@ -553,15 +481,16 @@ def handle_notify(backend: Backend, channel: str, body: models.GatewayNotify) ->
     records nothing and is audited."""
     if body.channel != channel:
         raise errors.ValidationFailed(fields={"channel": "does not match the notify path"})
-    with backend.store.read() as conn:
-        row = _row(conn, body.order_no, None)
+    with backend.store.read() as tx:
+        row = _row(tx, body.order_no, None)
     if body.trade_state != "SUCCESS" or body.transaction_id is None or body.paid_at is None:
         return
     if body.amount != row["total"]:
-        with backend.store.write() as conn:
+        with backend.store.write() as tx:
+            _row(tx, body.order_no, None, lock=True)  # its discrepancies, one at a time
             _discrepancy(
                 backend,
-                conn,
+                tx,
                 body.order_no,
                 "amount_mismatch",
                 f"notify {body.amount} {body.channel} vs order {row['total']}",
@@ -601,8 +530,8 @@ def _confirmed(backend: Backend, body: models.GatewayNotify):
 
 def close_awaiting(backend: Backend, order_no: str) -> str:
     """Reconciliation found no payment: close the trade at the gateway, then release."""
-    with backend.store.read() as conn:
-        row = _row(conn, order_no, None)
+    with backend.store.read() as tx:
+        row = _row(tx, order_no, None)
     if row["status"] != "awaiting_confirmation":
         return "changed"
     return _close_trade_then_release(backend, row, "awaiting_confirmation", "released", "reconcile")

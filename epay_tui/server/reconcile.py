@@ -7,6 +7,7 @@ from datetime import date, datetime
 from epay_tui.api import errors, models
 from epay_tui.server import payments
 from epay_tui.server.backend import Backend
+from epay_tui.server.store import orders
 
 
 def reconcile(backend: Backend, day: date, actor: str) -> models.ReconcileResult:
@@ -53,12 +54,8 @@ def reconcile(backend: Backend, day: date, actor: str) -> models.ReconcileResult
     start = datetime(day.year, day.month, day.day, tzinfo=backend.time.zone).timestamp()
     end = start + 86400
     on_statement = {trade.transaction_id for trade in statement.trades}
-    with backend.store.read() as conn:
-        recorded = conn.execute(
-            "SELECT order_no, channel, total, transaction_id FROM orders WHERE status='paid'"
-            " AND transaction_id IS NOT NULL AND paid_at>=? AND paid_at<? ORDER BY paid_at",
-            (start, end),
-        ).fetchall()
+    with backend.store.read() as tx:
+        recorded = orders.paid_between(tx, start, end)
     for row in recorded:  # recorded paid, but the gateway never took that money
         if row["transaction_id"] not in on_statement:
             discrepancies.append(
@@ -68,23 +65,21 @@ def reconcile(backend: Backend, day: date, actor: str) -> models.ReconcileResult
                     detail=f"{row['channel']} {row['total']} {row['transaction_id']}",
                 )
             )
-    with backend.store.read() as conn:
-        waiting = conn.execute(
-            "SELECT * FROM orders WHERE status='awaiting_confirmation' AND created_at<?", (end,)
-        ).fetchall()
-    for row in waiting:
-        if row["order_no"] in paid_orders:
+    with backend.store.read() as tx:
+        waiting = orders.awaiting_before(tx, end)
+    for order_no in waiting:
+        if order_no in paid_orders:
             continue
-        with backend.order_locks.hold(row["order_no"]):
-            outcome = payments.close_awaiting(backend, row["order_no"])
+        with backend.order_locks.hold(order_no):
+            outcome = payments.close_awaiting(backend, order_no)
         if outcome == "closed":
-            released.append(row["order_no"])
+            released.append(order_no)
         elif outcome == "paid":
-            recovered.append(row["order_no"])
+            recovered.append(order_no)
         elif outcome == "in_progress":
             discrepancies.append(
                 models.Discrepancy(
-                    order_no=row["order_no"],
+                    order_no=order_no,
                     kind="in_progress",
                     detail="the gateway reports a payment in progress",
                 )

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from epay_tui.api import errors, models, rules
 from epay_tui.server import accounts, payments, security
 from epay_tui.server.deps import BackendDep, error_responses, loopback_only
+from epay_tui.server.store import orders
 
 router = APIRouter(tags=["sandbox"])
 
@@ -157,8 +158,8 @@ def latest_captcha(backend: BackendDep) -> models.LatestCaptcha:
 @dev_router.get("/sandbox/outbox", response_model=models.Outbox)
 def outbox(backend: BackendDep) -> models.Outbox:
     """Every SMS and e-mail sent, full addresses (``--dev-hooks`` only)."""
-    with backend.store.read() as conn:
-        rows = conn.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+    with backend.store.read() as tx:
+        rows = orders.outbox_messages(tx)
     return models.Outbox(
         messages=[
             models.OutboxMessage(
