@@ -1,12 +1,15 @@
 """A fleet of kiosks and a ramp of paying students against one backend: find the knee.
 
-Setup (not measured): the backend starts in its own process (SQLite in a temporary
-directory, payment hours 00:00-24:00, dev hooks on) with the demo college plus load
-students, each owing ``--tags`` school years of the demo fees. Every kiosk logs in
-(captchas read from ``/sandbox/captcha/latest`` under a lock), opens an order for its
-fiscal fees and asks for the QR; from then on it long-polls that order
-(``GET /orders/{no}?wait=--wait&status=open``) until the end of the run, so the kiosks
-hold their connections through every level.
+Setup (not measured): the backend starts in its own process, ``epay-tui serve`` as a
+deployment runs it (payment hours 00:00-24:00, dev hooks on, the keys from the
+environment), on a SQLite file in a temporary directory (``--db sqlite``, one process) or
+on a fresh database of a PostgreSQL 16 this script starts (``--db postgresql``, the
+``pgserver`` package, in a temporary folder removed at the end) with ``--workers N``
+processes. Its database holds the demo college plus load students, each owing ``--tags``
+school years of the demo fees. Every kiosk logs in (captchas read from
+``/sandbox/captcha/latest`` under a lock), opens an order for its fiscal fees and asks for
+the QR; from then on it long-polls that order (``GET /orders/{no}?wait=--wait&status=open``)
+until the end of the run, so the kiosks hold their connections through every level.
 
 Each level then logs in a fresh set of ``payers`` students and runs them for
 ``--seconds``: a payer loops GET /fees, POST /orders (the first unpaid receipt group),
@@ -28,12 +31,20 @@ Every kiosk and student is a device of its own (an httpx client with its own
 connections, keep-alive 4 s as the app's client), all on one asyncio loop. An error
 is a transport error, a timeout (120 s past any wait) or a status other than the one
 the flow expects; the flow expects no refusal at all. Per level the output gives
-req/s, p50/p99 per call, errors, and the CPU share of the backend, of this generator
-and of the rest of the machine, with the generator's event-loop lag: a generator near
-100% of a core, or with a lag of the order of the latencies, measures itself.
+req/s, p50/p99 per call, errors, and the CPU share of the backend (its serve process
+and every worker under it), of the database server (PostgreSQL's processes; on SQLite
+the database works inside the backend), of this generator and of the rest of the
+machine, the backend and database CPU per paid order, and the generator's event-loop
+lag: a generator near 100% of a core, or with a lag of the order of the latencies,
+measures itself.
+
+``--compare`` runs sqlite×1, postgresql×1 and postgresql×2 one after another with the
+same arguments, each reported as above, and ends with a table of the three: the knee,
+paid/s per level, CPU per paid order and p99 per call at the highest level all three ran.
 
     python benchmarks/load.py [--kiosks 200] [--levels 25,50,100,150,200,300,400,600,800]
-        [--seconds 20] [--wait 10] [--think 1] [--quick]
+        [--seconds 20] [--wait 10] [--think 1] [--db sqlite|postgresql] [--workers N]
+        [--compare] [--quick]
 """
 
 from __future__ import annotations
@@ -47,7 +58,8 @@ import platform
 import random
 import re
 import resource
-import sqlite3
+import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,8 +67,10 @@ import textwrap
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -86,21 +100,41 @@ DERIVED = {TO_PAID}
 
 
 # ---------------------------------------------------------------------------- backend
-def serve_child(db: str, students: int, tags: int) -> None:
-    """Child process: the backend with demo data plus load students owing ``tags`` years."""
+@dataclass(frozen=True)
+class Setup:
+    """What the backend runs on: ``sqlite`` (one process) or ``postgresql`` with workers."""
+
+    db: str
+    workers: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.db}×{self.workers}"
+
+
+COMPARED = (Setup("sqlite"), Setup("postgresql"), Setup("postgresql", 2))
+KEY_ENV = ("EPAY_NOTIFY_KEY", "EPAY_RESET_CODE_KEY")
+"""The keys every worker shares, given in the environment as ``epay-tui serve`` takes them."""
+
+
+def serve_child(db: str, students: int, tags: int, workers: int) -> None:
+    """Child process: seed demo data plus load students owing ``tags`` years into ``db``
+    (a SQLite file or an empty PostgreSQL database), then serve it with ``workers``."""
     from epay_tui.api.rules import parse_payment_hours
     from epay_tui.server import demo_data
     from epay_tui.server.backend import Backend
     from epay_tui.server.config import ServerConfig
     from epay_tui.server.runner import serve
 
+    notify_key, reset_code_key = (os.environ[name] for name in KEY_ENV)
     config = ServerConfig(
         db_path=db,
-        demo_data=True,
         dev_hooks=True,
         port=0,
         order_ttl_seconds=6 * 3600,  # kiosk orders outlive any run (still capped at 24:00)
         payment_hours=parse_payment_hours("00:00-24:00"),
+        notify_key=notify_key,
+        reset_code_key=reset_code_key,
     )
     backend = Backend(config)
     demo_data.seed(backend)
@@ -111,7 +145,22 @@ def serve_child(db: str, students: int, tags: int) -> None:
                 year = 2026 - rank
                 demo_data.add_fees(conn, username, f"{year}-{year + 1}学年", rank)
     backend.store.close()
-    serve(config, announce=lambda line: print(line, flush=True))
+    serve(replace(config, workers=workers), announce=lambda line: print(line, flush=True))
+
+
+@contextlib.contextmanager
+def postgres_server(folder: Path) -> Iterator[Any]:
+    """A PostgreSQL 16 of this run's own (``pgserver``) in ``folder``, removed at the end."""
+    runtime = folder / "run"  # pgserver's lock file and sockets: not a shared /tmp folder
+    runtime.mkdir(mode=0o700, parents=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)  # read when pgserver is imported
+    import pgserver
+
+    server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+    try:
+        yield server
+    finally:
+        server.cleanup()
 
 
 def raise_fd_limit(need: int) -> str:
@@ -125,32 +174,79 @@ def raise_fd_limit(need: int) -> str:
     return note if soft >= need else note + ": TOO LOW, expect connection errors"
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu(root: int) -> tuple[float, set[int]] | None:
+    """CPU seconds (utime + stime, with those of reaped children) of ``root`` and every
+    process under it, from /proc, and their ids; None when ``root`` is gone."""
+    parent, cpu = {}, {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+                pid = int(entry.name)
+                parent[pid] = int(stat[1])
+                cpu[pid] = sum(int(v) for v in stat[11:15]) / TICK  # u, s, cu, cs time
+    if root not in cpu:
+        return None
+    children = defaultdict(list)
+    for pid, ppid in parent.items():
+        children[ppid].append(pid)
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += children[pid]
+    return sum(cpu[pid] for pid in tree), tree
+
+
+@dataclass
+class CpuSample:
+    wall: float
+    gen: float
+    backend: float | None
+    db: float | None
+    machine: float
+
+
 class CpuMeter:
-    """CPU seconds of this process, of the backend process and of the whole machine."""
+    """CPU seconds of this process, of the backend's process tree, of the database
+    server's (PostgreSQL: the postmaster and its children) and of the whole machine."""
 
-    def __init__(self, backend_pid: int) -> None:
-        self.pid = backend_pid
-        self.tick = os.sysconf("SC_CLK_TCK")
+    def __init__(self, backend_pid: int, db_pid: int | None = None) -> None:
+        self.backend_pid = backend_pid
+        self.db_pid = db_pid
+        self.backend_pids: set[int] = set()
+        """Every process seen in the backend's tree: a worker restarted shows here."""
 
-    def sample(self) -> tuple[float, float, float | None, float | None]:
-        backend = machine = None
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            backend = (int(stat[11]) + int(stat[12])) / self.tick  # utime + stime
-            jiffies = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
-            machine = (sum(jiffies) - jiffies[3] - jiffies[4]) / self.tick  # all but idle
-        return time.perf_counter(), time.process_time(), backend, machine
+    def sample(self) -> CpuSample:
+        backend = process_tree_cpu(self.backend_pid)
+        if backend is not None:
+            self.backend_pids |= backend[1]
+        db = process_tree_cpu(self.db_pid) if self.db_pid else None
+        jiffies = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+        return CpuSample(
+            wall=time.perf_counter(),
+            gen=time.process_time(),
+            backend=backend[0] if backend else None,
+            db=db[0] if db else None,
+            machine=(sum(jiffies) - jiffies[3] - jiffies[4]) / TICK,  # all but idle, iowait
+        )
 
     @staticmethod
-    def shares(before: tuple, after: tuple) -> dict[str, float | None]:
-        """Percent of one core each used between two samples (``other``: the rest of the box)."""
-        wall = after[0] - before[0]
-        gen = (after[1] - before[1]) / wall * 100
-        if before[2] is None or after[2] is None:
-            return {"backend": None, "gen": gen, "other": None}
-        backend = (after[2] - before[2]) / wall * 100
-        other = max(0.0, (after[3] - before[3]) / wall * 100 - backend - gen)
-        return {"backend": backend, "gen": gen, "other": other}
+    def used(before: CpuSample, after: CpuSample) -> dict[str, float | None]:
+        """CPU seconds each used between two samples (``other``: the rest of the machine)."""
+
+        def delta(name: str) -> float | None:
+            first, last = getattr(before, name), getattr(after, name)
+            return None if first is None or last is None else last - first
+
+        parts = {name: delta(name) for name in ("backend", "db", "gen", "machine")}
+        machine = parts.pop("machine")
+        known = [v for v in parts.values() if v is not None]
+        parts["other"] = None if parts["backend"] is None else max(0.0, machine - sum(known))
+        return parts
 
 
 # ---------------------------------------------------------------------------- recording
@@ -166,6 +262,7 @@ class Level:
     kiosks_polling: list[int] = field(default_factory=list)
     seconds: float = 0.0
     cpu: dict[str, float | None] = field(default_factory=dict)
+    """CPU seconds in the window: backend, db (PostgreSQL's server), gen, other."""
 
 
 class Recorder:
@@ -470,8 +567,8 @@ async def run_level(
     await asyncio.sleep(args.seconds)
     rec.level = None
     after = cpu.sample()
-    level.seconds = after[0] - before[0]
-    level.cpu = CpuMeter.shares(before, after)
+    level.seconds = after.wall - before.wall
+    level.cpu = CpuMeter.used(before, after)
     stop.set()
     done, late = await asyncio.wait(tasks, timeout=args.wait + TIMEOUT)
     crashed(rec, "payer", done)
@@ -482,37 +579,126 @@ async def run_level(
     return level
 
 
+@dataclass
+class Outcome:
+    """One setup's run: the levels measured, the knee, and what the database holds after."""
+
+    setup: Setup
+    measured: list[Level]
+    knee: tuple[str, float] | None
+    rec: Recorder
+    backend_log: list[str]
+    db_log: list[str]
+    """The database server's complaints during the setup (PostgreSQL: ERROR, FATAL, PANIC)."""
+    backend_pids: int
+    """Processes seen in its tree: serve, its workers and (with workers) multiprocessing's
+    resource tracker; more means a worker was started again."""
+    problems: list[str]
+    orders: dict[str, int]
+    load: tuple[float, float]
+
+    @property
+    def errors(self) -> Counter:
+        errors = Counter(self.rec.outside)
+        for level in self.measured:
+            errors.update(level.errors)
+        return errors
+
+
 async def run(args: argparse.Namespace) -> int:
+    """Each setup in turn (one, or the three compared), reported; then the comparison."""
     levels = [int(n) for n in args.levels.split(",")]
-    students = args.kiosks + sum(levels)
+    setups = COMPARED if args.compare else (Setup(args.db, args.workers),)
     fd_note = raise_fd_limit(2 * (args.kiosks + max(levels)) + 256)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = str(Path(tmp) / "load.sqlite3")
-        log_path = Path(tmp) / "backend.log"
-        command = [sys.executable, __file__, "--serve-child", db, "--students", str(students)]
-        command += ["--tags", str(args.tags)]
-        with log_path.open("w") as log:
-            child = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        try:
-            line = child.stdout.readline()
-            if " listening on " not in line:
-                raise RuntimeError(f"backend did not start: {log_path.read_text()[-2000:]}")
-            base = line.split(" listening on ", 1)[1].split()[0]
-            measured, knee, other = await drive(base, levels, args, CpuMeter(child.pid))
-        finally:
-            child.terminate()
-            child.wait(timeout=10)
-        backend_log = log_path.read_text().splitlines()
-        problems, orders = check_invariants(db)
-    report(args, levels, measured, knee, other, backend_log, problems, orders, fd_note)
-    errors = sum(sum(level.errors.values()) for level in measured) + sum(other.outside.values())
-    return 1 if problems or errors else 0
+    outcomes = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        postgres = None
+        if any(setup.db == "postgresql" for setup in setups):
+            progress("starting PostgreSQL (pgserver)")
+            postgres = stack.enter_context(postgres_server(Path(tmp) / "postgres"))
+        for number, setup in enumerate(setups, 1):
+            progress(f"setup {setup.name}")
+            outcome = await run_setup(args, levels, setup, Path(tmp) / str(number), postgres)
+            report(args, levels, outcome, fd_note)
+            outcomes.append(outcome)
+    if args.compare:
+        print(comparison(outcomes, levels))
+    failed = any(outcome.problems or outcome.errors for outcome in outcomes)
+    return 1 if failed else 0
+
+
+async def run_setup(
+    args: argparse.Namespace, levels: list[int], setup: Setup, folder: Path, postgres: Any
+) -> Outcome:
+    """Seed and start the backend on ``setup``, drive the ramp, stop it, check the database."""
+    load_before = os.getloadavg()[0]
+    folder.mkdir()
+    on_postgres, database = setup.db == "postgresql", f"load_{folder.name}"
+    if on_postgres:
+        db_log_start = postgres.log.stat().st_size
+        postgres.psql(f"CREATE DATABASE {database};")
+        db, db_pid = postgres.get_uri(database), postgres.get_pid()
+    else:
+        db, db_pid = str(folder / "load.sqlite3"), None
+    log_path = folder / "backend.log"
+    command = [sys.executable, __file__, "--serve-child", db, "--workers", str(setup.workers)]
+    command += ["--students", str(args.kiosks + sum(levels)), "--tags", str(args.tags)]
+    keys = {name: secrets.token_hex(32) for name in KEY_ENV}
+    with log_path.open("w") as log:
+        child = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, **keys, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # its workers in its process group, stopped with it
+        )
+    cpu = CpuMeter(child.pid, db_pid)
+    try:
+        line = child.stdout.readline()
+        if " listening on " not in line:
+            raise RuntimeError(f"backend did not start: {log_path.read_text()[-2000:]}")
+        base = line.split(" listening on ", 1)[1].split()[0]
+        measured, knee, rec = await drive(base, levels, args, cpu)
+    finally:
+        stop_backend(child)
+    problems, orders = check_invariants(db)
+    if on_postgres:  # its autovacuum not in the next setup's figures
+        postgres.psql(f"DROP DATABASE {database};")
+    return Outcome(
+        setup=setup,
+        measured=measured,
+        knee=knee,
+        rec=rec,
+        backend_log=log_path.read_text().splitlines(),
+        db_log=db_complaints(postgres.log, db_log_start) if on_postgres else [],
+        backend_pids=len(cpu.backend_pids),
+        problems=problems,
+        orders=orders,
+        load=(load_before, os.getloadavg()[0]),
+    )
+
+
+def db_complaints(log: Path, start: int) -> list[str]:
+    """The lines of PostgreSQL's log past ``start`` that report an error."""
+    with log.open("rb") as file:
+        file.seek(start)
+        lines = file.read().decode(errors="replace").splitlines()
+    return [line for line in lines if re.search(r"\b(ERROR|FATAL|PANIC):", line)]
+
+
+def stop_backend(child: subprocess.Popen) -> None:
+    """SIGTERM the backend, then SIGKILL what is left of its process group (workers):
+    once it has ended, before it is reaped, so the group is still its own."""
+    child.terminate()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+            break
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
 
 
 async def drive(base: str, levels: list[int], args: argparse.Namespace, cpu: CpuMeter):
@@ -604,8 +790,48 @@ def cell(values: list[float], minus: float = 0.0) -> str:
     return f"{(pct(values, 0.5) - minus) * 1000:.0f} / {(pct(values, 0.99) - minus) * 1000:.0f}"
 
 
-def percent(value: float | None) -> str:
-    return "?" if value is None else f"{value:.0f}"
+def share(level: Level, part: str) -> str:
+    """``part``'s CPU in the level as % of one core; – when not measured apart."""
+    used = level.cpu.get(part)
+    return "–" if used is None else f"{used / level.seconds * 100:.0f}"
+
+
+def per_paid(level: Level, part: str) -> float | None:
+    """``part``'s CPU milliseconds per order paid in the level."""
+    used, paid = level.cpu.get(part), level.cycles["paid"]
+    return None if used is None or not paid else used / paid * 1000
+
+
+def ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
+
+
+def cpu_cells(level: Level) -> list[str]:
+    """CPU shares (backend / db / gen / other) and backend (+ db) ms per paid order."""
+    parts = ("backend", "db", "gen", "other")
+    backend, db = per_paid(level, "backend"), per_paid(level, "db")
+    return [
+        " / ".join(share(level, part) for part in parts),
+        ms(backend) if db is None else f"{ms(backend)} + {ms(db)}",
+    ]
+
+
+def paid_rate(level: Level) -> str:
+    return f"{level.cycles['paid'] / level.seconds:.1f}"
+
+
+def p99(level: Level, name: str) -> str:
+    values = level.timings.get(name)
+    return f"{pct(values, 0.99) * 1000:.0f}" if values else "–"
+
+
+def lag(level: Level) -> str:
+    return f"{pct(level.lag, 0.99) * 1000:.0f}" if level.lag else "–"
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 SHORT = {
@@ -616,40 +842,42 @@ SHORT = {
     TO_PAID: "pay → screen",
     CANCEL: "cancel",
 }
+CPU_HEAD = ["CPU % backend / db / gen / other", "CPU ms per paid: backend (+ db)"]
 LEGEND = (
     "Latencies in ms, p50 / p99. fees: GET /fees; create: POST /orders; QR: POST"
     " /orders/{no}/pay; phone pays: POST /sandbox/pay/{token} (the sandbox gateway, in the"
-    " backend's process, sends its notify before answering); pay → screen: from that POST to"
+    " backend, sends its notify before answering); pay → screen: from that POST to"
     " the payer's long poll answering paid; cancel: POST /orders/{no}/cancel (payers on their"
     " last unpaid group); kiosk over wait: how far past the wait the kiosks' long polls answer;"
-    " held: the fewest kiosk polls in flight at any 50 ms sample; CPU: % of one core used by the"
-    " backend process, this generator and the rest of the machine; lag: p99 of this"
-    " generator's event-loop delay (its own load plus the machine's)."
+    " held: the fewest kiosk polls in flight at any 50 ms sample; CPU %: of one core, used by"
+    " the backend (its serve process and every worker under it), the database server"
+    " (PostgreSQL's processes; – on SQLite, whose work is inside the backend), this generator"
+    " and the rest of the machine; CPU ms per paid: the backend's (and the database server's)"
+    " CPU in the level over the orders paid in it, every other request included; lag: p99 of"
+    " this generator's event-loop delay (its own load plus the machine's)."
 )
 
 
-def summary(levels: list[Level], wait: float) -> str:
+def shown_calls(levels: list[Level]) -> list[str]:
     cancels = any(level.cycles["cancelled"] for level in levels)
-    shown = [FEES, CREATE, PAY, SANDBOX, TO_PAID] + ([CANCEL] if cancels else [])
-    head = (
-        ["payers", "req/s", "paid/s"]
-        + [SHORT[name] for name in shown]
-        + ["kiosk over wait", "held", "errors", "CPU backend / gen / other", "lag ms"]
-    )
-    rows = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
-    for level in levels:
-        cpu = level.cpu
-        row = (
-            [str(level.payers), f"{total_requests(level) / level.seconds:.0f}"]
-            + [f"{level.cycles['paid'] / level.seconds:.1f}"]
-            + [cell(level.timings.get(name, [])) for name in shown]
-            + [cell(level.timings.get(IDLE, []), minus=wait)]
-            + [str(min(level.kiosks_polling, default=0)), str(sum(level.errors.values()))]
-            + [f"{percent(cpu['backend'])} / {percent(cpu['gen'])} / {percent(cpu['other'])}"]
-            + [f"{pct(level.lag, 0.99) * 1000:.0f}" if level.lag else "–"]
-        )
-        rows.append("| " + " | ".join(row) + " |")
-    return "\n".join(rows)
+    return [FEES, CREATE, PAY, SANDBOX, TO_PAID] + ([CANCEL] if cancels else [])
+
+
+def summary(levels: list[Level], wait: float) -> str:
+    shown = shown_calls(levels)
+    head = ["payers", "req/s", "paid/s"] + [SHORT[name] for name in shown]
+    head += ["kiosk over wait", "held", "errors", *CPU_HEAD, "lag ms"]
+    rows = [
+        [str(level.payers), f"{total_requests(level) / level.seconds:.0f}"]
+        + [paid_rate(level)]
+        + [cell(level.timings.get(name, [])) for name in shown]
+        + [cell(level.timings.get(IDLE, []), minus=wait)]
+        + [str(min(level.kiosks_polling, default=0)), str(sum(level.errors.values()))]
+        + cpu_cells(level)
+        + [lag(level)]
+        for level in levels
+    ]
+    return table(head, rows)
 
 
 def detail(levels: list[Level]) -> str:
@@ -677,14 +905,37 @@ def detail(levels: list[Level]) -> str:
     return "\n".join(rows)
 
 
-def report(args, levels, measured, knee, rec, backend_log, problems, orders, fd_note) -> None:
+def knee_text(measured: list[Level], knee: tuple[str, float] | None) -> str:
+    """Where the knee is, in words: between two levels, at or below the first, or none."""
+    if knee is None:
+        return f"none up to {measured[-1].payers}"
+    if len(measured) == 1:
+        return f"at or below {measured[0].payers}"
+    return f"between {measured[-2].payers} and {measured[-1].payers}"
+
+
+BACKENDS = {"sqlite": "a SQLite file", "postgresql": "PostgreSQL 16 (pgserver)"}
+
+
+def first_lines(what: str, lines: list[str]) -> str:
+    return f"{what}: {len(lines)} lines" + (
+        " (first: " + " | ".join(lines[:3]) + ")" if lines else ""
+    )
+
+
+def report(args: argparse.Namespace, levels: list[int], outcome: Outcome, fd_note: str) -> None:
+    """One setup's tables, knee, errors, orders and invariants."""
+    setup, measured, knee = outcome.setup, outcome.measured, outcome.knee
+    workers = "1 process" if setup.workers == 1 else f"{setup.workers} workers"
+    print(f"## {setup.name}: the backend on {BACKENDS[setup.db]}, {workers}")
+    print()
     print(
         f"{args.kiosks} kiosks long-polling (wait={args.wait:g} s) + payers ramped"
         f" {args.levels} ({args.seconds:g} s per level, think {args.think:g} s,"
         f" {args.tags} school years owed each); {platform.machine()} {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}, backend in its own process, load generator"
-        f" in one asyncio process; {fd_note}; load average {args.load_before:.2f} before,"
-        f" {os.getloadavg()[0]:.2f} after"
+        f" Python {platform.python_version()}, backend in processes of its own"
+        f" ({outcome.backend_pids} seen), load generator in one asyncio process; {fd_note};"
+        f" load average {outcome.load[0]:.2f} before, {outcome.load[1]:.2f} after"
     )
     print()
     print(summary(measured, args.wait))
@@ -693,29 +944,16 @@ def report(args, levels, measured, knee, rec, backend_log, problems, orders, fd_
     print()
     if knee is None:
         worst = max((worst_p99(level) for level in measured), key=lambda w: w[1])
-        print(
-            f"no knee up to {measured[-1].payers} concurrent payers"
-            f" (worst p99: {worst[0]} {worst[1] * 1000:.0f} ms)"
-        )
-    elif len(measured) == 1:
-        print(
-            f"knee: at or below {measured[0].payers} concurrent payers"
-            f" (p99 of {knee[0]} passed 1 s: {knee[1] * 1000:.0f} ms)"
-        )
+        because = f"worst p99: {worst[0]} {worst[1] * 1000:.0f} ms"
     else:
-        print(
-            f"knee: between {measured[-2].payers} and {measured[-1].payers} concurrent payers"
-            f" (p99 of {knee[0]} passed 1 s: {knee[1] * 1000:.0f} ms)"
-        )
+        because = f"p99 of {knee[0]} passed 1 s: {knee[1] * 1000:.0f} ms"
+    print(f"knee: {knee_text(measured, knee)} concurrent payers ({because})")
     if len(measured) < len(levels):
         print(f"levels not run (past the knee): {', '.join(map(str, levels[len(measured) :]))}")
     print()
     print(detail(measured))
     print()
-    errors = Counter()
-    for level in measured:
-        errors.update(level.errors)
-    errors.update(rec.outside)
+    errors, rec, orders = outcome.errors, outcome.rec, outcome.orders
     print(
         f"errors: {sum(errors.values())}"
         + ("" if not errors else " (" + "; ".join(f"{w} ×{n}" for w, n in errors.items()) + ")")
@@ -724,12 +962,45 @@ def report(args, levels, measured, knee, rec, backend_log, problems, orders, fd_
         f"orders: {orders['paid']} paid (payers saw {rec.paid_seen}), {orders['closed']} closed,"
         f" {orders['unfinished']} unfinished; discrepancies recorded: {orders['discrepancies']}"
     )
-    noise = [line for line in backend_log if line.strip()]
+    print(first_lines("backend stderr", [line for line in outcome.backend_log if line.strip()]))
+    if outcome.setup.db == "postgresql":
+        print(first_lines("database server log, errors", outcome.db_log))
     print(
-        f"backend stderr: {len(noise)} lines"
-        + ("" if not noise else " (first: " + " | ".join(noise[:3]) + ")")
+        "invariants: "
+        + ("hold" if not outcome.problems else "BROKEN: " + "; ".join(outcome.problems))
     )
-    print("invariants: " + ("hold" if not problems else "BROKEN: " + "; ".join(problems)))
+    print()
+
+
+def comparison(outcomes: list[Outcome], levels: list[int]) -> str:
+    """The setups side by side: knee and paid/s per level, then CPU and p99 per call at
+    the highest level every setup ran."""
+    common = min(len(outcome.measured) for outcome in outcomes) - 1
+    at = levels[common]
+    shown = shown_calls([outcome.measured[common] for outcome in outcomes])
+    rows, calls = [], []
+    for outcome in outcomes:
+        rates = [paid_rate(level) for level in outcome.measured]
+        rates += ["–"] * (len(levels) - len(rates))
+        level, name = outcome.measured[common], outcome.setup.name
+        knee = knee_text(outcome.measured, outcome.knee)
+        errors = str(sum(outcome.errors.values()))
+        rows.append([name, knee, " / ".join(rates), *cpu_cells(level), lag(level), errors])
+        worst = worst_p99(level)[0]
+        calls.append([name, *(p99(level, call) for call in shown), SHORT.get(worst, worst)])
+    head = ["setup", "knee (payers)", "paid/s at " + " / ".join(map(str, levels))]
+    head += [f"{name} at {at} payers" for name in CPU_HEAD] + [f"gen lag ms at {at}", "errors"]
+    broken = [outcome.setup.name for outcome in outcomes if outcome.problems]
+    return "\n\n".join(
+        [
+            "## comparison",
+            table(head, rows),
+            f"p99 per call in ms at {at} payers, the highest level all setups ran:",
+            table(["setup", *(SHORT[call] for call in shown), "worst"], calls),
+            "invariants: "
+            + (f"BROKEN in {', '.join(broken)}" if broken else "hold in every setup"),
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------- invariants
@@ -755,35 +1026,41 @@ ALWAYS = {
     " JOIN gw_trades t USING(order_no) WHERE o.status='closed' AND t.state <> 'CLOSED'",
     "gateway payments not recorded on their order": "SELECT t.trade_no FROM gw_trades t"
     " JOIN orders o USING(order_no) WHERE t.state='SUCCESS' AND (o.status <> 'paid'"
-    " OR o.transaction_id IS NOT t.transaction_id)",
+    " OR o.transaction_id IS DISTINCT FROM t.transaction_id)",
     "gateway payments still in progress": "SELECT trade_no FROM gw_trades WHERE state='PAYING'",
 }
 
 
 def check_invariants(db: str) -> tuple[list[str], dict[str, int]]:
-    """The store's invariants after the run, and the orders by outcome."""
-    conn = sqlite3.connect(db)
-    problems = [
-        f"{len(found)} {name}"
-        for name, sql in ALWAYS.items()
-        if (found := conn.execute(sql).fetchall())
-    ]
-    paid = {r[0] for r in conn.execute("SELECT order_no FROM orders WHERE status='paid'")}
-    sent = defaultdict(set)
-    for channel, body in conn.execute("SELECT channel, body FROM outbox"):
-        if match := re.search(r"订单号 (\d+)", body):
-            sent[match[1]].add(channel)
+    """The store's invariants after the run, and the orders by outcome (SQLite or PostgreSQL)."""
+    from sqlalchemy import create_engine
+
+    from epay_tui.server.store.engine import database_url
+
+    engine = create_engine(database_url(db))
+    with engine.connect() as conn:
+
+        def rows(sql: str) -> list:
+            return conn.exec_driver_sql(sql).fetchall()
+
+        problems = [f"{len(found)} {name}" for name, sql in ALWAYS.items() if (found := rows(sql))]
+        paid = {r[0] for r in rows("SELECT order_no FROM orders WHERE status='paid'")}
+        sent = defaultdict(set)
+        for channel, body in rows("SELECT channel, body FROM outbox"):
+            if match := re.search(r"订单号 (\d+)", body):
+                sent[match[1]].add(channel)
+        count = dict(rows("SELECT status, COUNT(*) FROM orders GROUP BY status"))
+        discrepancies = rows("SELECT COUNT(*) FROM discrepancies")[0][0]
+    engine.dispose()
     unreceipted = [no for no in paid if sent[no] != {"sms", "email"}]
     if unreceipted:
         problems.append(f"{len(unreceipted)} paid orders without an SMS and an e-mail receipt")
-    count = dict(conn.execute("SELECT status, COUNT(*) FROM orders GROUP BY status").fetchall())
     orders = {
         "paid": len(paid),
         "closed": count.get("closed", 0),
         "unfinished": count.get("open", 0) + count.get("awaiting_confirmation", 0),
-        "discrepancies": conn.execute("SELECT COUNT(*) FROM discrepancies").fetchone()[0],
+        "discrepancies": discrepancies,
     }
-    conn.close()
     return problems, orders
 
 
@@ -798,19 +1075,32 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=1.0, help="a payer's pause between steps")
     parser.add_argument("--tags", type=int, default=4, help="school years of fees per student")
     parser.add_argument(
+        "--db", choices=("sqlite", "postgresql"), help="the backend's database (sqlite)"
+    )
+    parser.add_argument("--workers", type=int, help="backend processes, above 1 on postgresql")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run sqlite×1, postgresql×1 and postgresql×2 in turn and compare them",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run: 20 kiosks, levels 5,10, 3 s, wait 2"
     )
     parser.add_argument("--serve-child", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--students", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_child:
-        serve_child(args.serve_child, args.students, args.tags)
+        serve_child(args.serve_child, args.students, args.tags, args.workers)
         return 0
+    if args.compare and (args.db or args.workers):
+        parser.error("--compare runs every setup: no --db or --workers with it")
+    args.db, args.workers = args.db or "sqlite", 1 if args.workers is None else args.workers
+    if args.workers < 1 or (args.workers > 1 and args.db != "postgresql"):
+        parser.error("--workers above 1 needs --db postgresql (SQLite is served by one process)")
     if args.quick:
         args.kiosks, args.levels, args.seconds, args.wait = 20, "5,10", 3.0, 2.0
     if not 0 < args.wait <= 25:
         parser.error("--wait must be in (0, 25]")
-    args.load_before = os.getloadavg()[0]
     return asyncio.run(run(args))
 
 
