@@ -8,6 +8,7 @@ and machines, and a worker that dies releases what it held with its connections.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import zlib
@@ -80,11 +81,13 @@ class SharedLocks(KeyedLocks):
 class Leadership:
     """Whether this worker runs the background duties: on PostgreSQL the one holding
     :data:`LEADER_KEY` on a connection kept for it; when that worker dies its connection
-    closes, the lock is free, and the next worker to ask takes it over."""
+    closes, the lock is free, and the next worker to ask takes it over. The others keep
+    their connection too and ask on it (no new connection per tick)."""
 
     def __init__(self, connect: Callable[[], Any] | None) -> None:
         self._connect = connect
         self._connection: Any = None
+        self._leading = False
         self._lock = threading.Lock()
 
     def claim(self) -> bool:
@@ -94,37 +97,31 @@ class Leadership:
         import psycopg  # only on PostgreSQL
 
         with self._lock:
-            if self._connection is not None:
-                try:
-                    self._connection.execute("SELECT 1")
-                    return True
-                except psycopg.Error:  # the database went away: the lock with it
-                    self._drop()
             try:
-                connection = self._connect()
-                won = connection.execute(
-                    "SELECT pg_try_advisory_lock(%s)", (LEADER_KEY,)
-                ).fetchone()[0]
-            except psycopg.Error as exc:
+                if self._connection is None:
+                    self._connection = self._connect()
+                if self._leading:
+                    self._connection.execute("SELECT 1")  # connected, so still holding it
+                    return True
+                asked = "SELECT pg_try_advisory_lock(%s)"
+                self._leading = self._connection.execute(asked, (LEADER_KEY,)).fetchone()[0]
+            except psycopg.Error as exc:  # the database went away: the lock with it
                 log.warning("could not ask for the background duties: %s", exc)
+                self._drop()
                 return False
-            if won:
-                self._connection = connection
+            if self._leading:
                 log.info("this worker runs the background duties")
-            else:
-                connection.close()
-            return bool(won)
+            return self._leading
 
     def _drop(self) -> None:
-        try:
-            self._connection.close()
-        finally:
-            self._connection = None
+        connection, self._connection, self._leading = self._connection, None, False
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def resign(self) -> None:
         with self._lock:
-            if self._connection is not None:
-                self._drop()
+            self._drop()
 
 
 class ChangeFeed:

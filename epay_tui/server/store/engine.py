@@ -1,8 +1,12 @@
 """The database behind the backend: SQLite (the embedded default, one worker) or
 PostgreSQL, through one SQLAlchemy engine; transactions, and the schema's version.
 
-On SQLite a write transaction starts with ``BEGIN IMMEDIATE``: two devices of one student
-are serialised at the database, not in Python (WAL lets readers go on meanwhile).
+On SQLite a write transaction starts with ``BEGIN IMMEDIATE``: writers take turns at the
+database (WAL lets readers go on meanwhile). On PostgreSQL writers run side by side,
+READ COMMITTED; a write that depends on what it read locks those rows first
+(``SELECT ... FOR UPDATE`` in the query modules: the student's row for all a student
+pays, an order's row for its status, a trade's row at the gateway), and unique keys
+hold what a lock does not (an item in one unfinished order, an idempotency key).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import CursorResult
 
 from epay_tui.files import private_file
@@ -33,10 +37,6 @@ from epay_tui.server.store.schema import settings, users
 
 BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before giving up."""
-WRITERS_QUEUE = text("SELECT pg_advisory_xact_lock(1701863801)")  # 'epay' as an integer
-"""PostgreSQL's twin of SQLite's ``BEGIN IMMEDIATE``: a write transaction first waits
-for this lock, held until it commits, so writers of every worker take turns and each
-sees what the one before committed (READ COMMITTED reads afresh per statement)."""
 
 
 def database_url(db: str | Path) -> str:
@@ -121,8 +121,9 @@ class _Fetched:
 
 class Tx:
     """One transaction's connection. ``execute`` takes a SQLAlchemy statement, or SQL
-    text with ``?`` placeholders and a tuple of values (queries written before the store
-    held them all; they go to the driver as they are)."""
+    text with ``?`` placeholders and a tuple of values, sent to the driver as it is (the
+    tests and the benchmarks read the store this way; the backend's own queries are
+    SQLAlchemy statements in the query modules)."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
@@ -231,8 +232,6 @@ class Store:
         with self._connection() as connection:
             connection.execution_options(write=write)
             with connection.begin():
-                if write and not self.is_sqlite:
-                    connection.execute(WRITERS_QUEUE)
                 self._local.tx = tx = Tx(connection)
                 try:
                     yield tx
