@@ -187,3 +187,21 @@ async def test_serve_workers_share_a_port_and_a_dead_leader_hands_over(served, d
     )
     assert leader not in replaced
     assert _answers(url)
+
+
+def test_more_workers_than_the_database_allows_connections_for_are_refused(database_url, tmp_path):
+    env = {**os.environ, "EPAY_NOTIFY_KEY": TEST_KEYS["notify_key"]}
+    env["EPAY_RESET_CODE_KEY"] = TEST_KEYS["reset_code_key"]
+    command = [sys.executable, "-m", "epay_tui", "serve", "--db", database_url, "--port", "0"]
+    done = subprocess.run(
+        [*command, "--workers", "4"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=START_SECONDS,
+    )
+    assert done.returncode == 2, done
+    assert "--workers 4 may open 120 database connections" in done.stderr, done.stderr
+    assert "max_connections" in done.stderr
+    assert "listening" not in done.stdout

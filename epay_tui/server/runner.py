@@ -16,6 +16,7 @@ from epay_tui.api.clock import Clock
 from epay_tui.server.app import create_app
 from epay_tui.server.config import ServerConfig, redacted
 from epay_tui.server.guard import guarded_protocol
+from epay_tui.server.store.engine import CONNECTIONS_PER_WORKER
 
 KEEP_ALIVE_SECONDS = 75
 """An idle connection stays open this long (as nginx's default): well past the client's
@@ -155,6 +156,8 @@ def serve(config: ServerConfig, announce=print) -> None:
     config = replace(config, port=sock.getsockname()[1])
     app = create_app(config)
     backend = app.state.backend
+    if config.workers > 1:
+        _check_connections(backend.store, config.workers)
     workers = f", {config.workers} workers" if config.workers > 1 else ""
     announce(
         f"epay-tui backend listening on {backend.internal_url} (public {backend.public_url},"
@@ -166,3 +169,15 @@ def serve(config: ServerConfig, announce=print) -> None:
         return
     backend.store.close()  # each worker opens its own
     Multiprocess(WorkerConfig(replace(config, demo_data=False), config.workers), [sock]).run()
+
+
+def _check_connections(store, workers: int) -> None:
+    """Refuse, in words, more workers than the database server has connections for."""
+    need, allowed = workers * CONNECTIONS_PER_WORKER, store.connections_allowed()
+    if need > allowed:
+        store.close()
+        raise ValueError(
+            f"--workers {workers} may open {need} database connections"
+            f" ({CONNECTIONS_PER_WORKER} each) and the database server allows {allowed}:"
+            " run fewer workers, or raise PostgreSQL's max_connections"
+        )

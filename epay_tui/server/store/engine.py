@@ -37,6 +37,13 @@ from epay_tui.server.store.schema import settings, users
 
 BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before giving up."""
+POOL = {"pool_size": 8, "max_overflow": 8}
+"""PostgreSQL connections for transactions, per worker (more requests wait for one)."""
+LOCK_POOL = {"pool_size": 4, "max_overflow": 8}
+"""PostgreSQL connections holding per-order locks between transactions, per worker."""
+CONNECTIONS_PER_WORKER = sum(POOL.values()) + sum(LOCK_POOL.values()) + 2
+"""At most this many PostgreSQL connections per worker: both pools, the leader's, the
+listener's."""
 
 
 def database_url(db: str | Path) -> str:
@@ -213,7 +220,7 @@ class Store:
 
     def _engine(self) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            return create_engine(self.url, pool_pre_ping=True, **POOL)
         engine = create_engine(
             self.url,
             pool_size=10,
@@ -293,9 +300,7 @@ class Store:
     def _connect_for_lock(self) -> Any:
         """A pooled autocommit connection that holds advisory locks between transactions."""
         if self._lock_engine is None:
-            self._lock_engine = create_engine(
-                self.url, pool_size=5, max_overflow=15, isolation_level="AUTOCOMMIT"
-            )
+            self._lock_engine = create_engine(self.url, isolation_level="AUTOCOMMIT", **LOCK_POOL)
         return _PooledDriverConnection(self._lock_engine.raw_connection())
 
     def keyed_locks(self) -> KeyedLocks:
@@ -321,6 +326,16 @@ class Store:
             return
         with self.read() as tx:
             tx.execute(select(func.pg_notify(CHANGES_CHANNEL, order_no)))
+
+    def connections_allowed(self) -> int:
+        """How many connections the PostgreSQL server lets ordinary users open."""
+        with self.read() as tx:
+            rows = tx.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN"
+                " ('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+            ).fetchall()
+        found = {row["name"]: int(row["setting"]) for row in rows}
+        return found.pop("max_connections") - sum(found.values())
 
     def take_settings(self, keys: tuple[str, ...]) -> dict[str, str]:
         """The stored values of ``keys`` (settings an older version kept here)."""
