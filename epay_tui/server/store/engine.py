@@ -161,7 +161,7 @@ class Tx:
     def execute(self, statement: Any, values: Sequence[Any] | Mapping[str, Any] = ()) -> Result:
         if isinstance(statement, Query):
             sql, names, fixed = statement.compiled(self.connection.dialect)
-            given = {**fixed, **values}  # type: ignore[dict-item]
+            given = {**fixed, **(values or {})}  # type: ignore[dict-item]
             if names:  # positional placeholders (SQLite's ?)
                 return self._on_cursor(sql, tuple(given[name] for name in names))
             return self._on_cursor(sql, given)  # named ones (psycopg's %(name)s)
