@@ -52,7 +52,9 @@ _PAYING_DUE = select(gw_trades.c.trade_no, gw_trades.c.settles_at, gw_trades.c.n
     gw_trades.c.state == PAYING, gw_trades.c.settles_at <= bindparam("now")
 )
 _ANY_PAYING_DUE = Query(_PAYING_DUE.limit(1))
-_PAYING_DUE_LOCKED = Query(_PAYING_DUE.with_for_update())
+_PAYING_DUE_LOCKED = Query(_PAYING_DUE.with_for_update(skip_locked=True))
+"""Skipping rows another worker settles now: claiming several rows at once must never
+wait on one (two claims would each hold what the other waits for)."""
 _SETTLED_BETWEEN = Query(
     select(gw_trades)
     .where(
@@ -144,10 +146,16 @@ _NOTIFY_DUE = (gw_notifies.c.state == "pending", gw_notifies.c.due_at <= bindpar
 _ANY_NOTIFY_DUE = Query(select(gw_notifies.c.id).where(*_NOTIFY_DUE).limit(1))
 _CLAIM_DUE_NOTIFIES = Query(
     update(gw_notifies)
-    .where(*_NOTIFY_DUE)
+    .where(
+        gw_notifies.c.id.in_(
+            select(gw_notifies.c.id).where(*_NOTIFY_DUE).with_for_update(skip_locked=True)
+        )
+    )
     .values(state="sent")
     .returning(gw_notifies.c.id, gw_notifies.c.trade_no)
 )
+"""A queue's claim: the due notifies no other worker is claiming (``SKIP LOCKED``). A
+plain ``UPDATE … WHERE due`` in several workers at once deadlocked under load."""
 _OF_NOTIFY = gw_notifies.c.id == bindparam("notify_id")
 _NOTIFY_ATTEMPTS = Query(select(gw_notifies.c.attempts).where(_OF_NOTIFY).with_for_update())
 _RETRY_NOTIFY = Query(
