@@ -147,7 +147,7 @@ class Workers:
         self.public_url = self.workers[0].url  # one address outside, as behind a balancer
         second = replace(config, demo_data=False, public_url=self.public_url)
         self.workers.append(BackgroundServer(second, clock).start())
-        self.backend = self.workers[0].backend
+        self.backend, self.app = self.workers[0].backend, self.workers[0].app
         self.config = self.workers[0].config
         self._turn = 0
 

@@ -32,6 +32,7 @@ from fastapi.routing import iter_route_contexts
 from epay_tui.server.routes import sandbox
 from tests.conftest import NEW_ZHANG, STAFF, ZHANG
 
+ON_BOTH_DATABASES = True  # SQLite, and PostgreSQL with two workers (conftest)
 ONE_MIB = 1 << 20
 CONCURRENCY = 32
 WRITE_METHODS = frozenset({"POST", "PATCH"})

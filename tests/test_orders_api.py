@@ -1638,3 +1638,23 @@ async def test_distinct_keys_racing_for_the_same_items_make_one_order(server, lo
             details = error_of(response, 409, "ITEM_IN_OPEN_ORDER")
             assert details["order_no"] == created[0]
     assert len((await devices[0].list_orders()).orders) == 1
+
+
+async def test_a_nul_character_is_refused_or_found_to_be_nothing_alike_on_both_databases(
+    server, login
+):
+    """PostgreSQL stores no NUL character and refuses to be asked about one: a body text
+    holding one is refused by name, a path holding one names nothing, a query is refused."""
+    api = await zhang(login)
+    body = await post_order(server, api, ["fee\x00item"], key="nul-key-1")
+    assert "item_ids" in error_of(body, 422, "VALIDATION_ERROR")["fields"]
+    error_of(await raw(server, "GET", "/api/v1/orders/2026%00", api), 404, "ORDER_NOT_FOUND")
+    error_of(
+        await raw(server, "POST", "/sandbox/pay/abc%00def", json={"outcome": "success"}),
+        404,
+        "TRADE_NOT_FOUND",
+    )
+    waited = await raw(server, "GET", "/api/v1/orders?status=open%00", api)
+    assert error_of(waited, 422, "VALIDATION_ERROR")["fields"] == {
+        "query": "must not contain a NUL character"
+    }

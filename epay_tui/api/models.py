@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from epay_tui.api.rules import MAX_ITEMS_PER_ORDER, PASSWORD_FIELD_MAX, is_typeable
 
@@ -41,10 +48,28 @@ CaptchaAnswer = Annotated[str, StringConstraints(min_length=1, max_length=16)]
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
+NUL_REFUSED = "must not contain a NUL character"
+
+
+def has_nul(value: object) -> bool:
+    """A NUL character in a string, or in a list's strings (PostgreSQL stores none)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    return isinstance(value, list) and any(isinstance(v, str) and "\x00" in v for v in value)
+
+
 class Request(BaseModel):
-    """A request body: unknown fields are refused."""
+    """A request body: unknown fields are refused, and so is a NUL character in a text
+    (no stored text has one, on either database: the answer must not depend on which)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if has_nul(value):
+            raise ValueError(NUL_REFUSED)
+        return value
 
 
 class Response(BaseModel):

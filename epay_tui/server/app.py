@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from epay_tui.api import errors
+from epay_tui.api import errors, models
 from epay_tui.api.clock import Clock
 from epay_tui.server import demo_data, payments
 from epay_tui.server.backend import Backend
@@ -68,6 +68,13 @@ def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return _error(errors.InternalError())
 
 
+def _nul_in_address(scope) -> str:
+    """``query`` if the query string holds a NUL character (a path that does is looked up
+    and found to be nothing: the store's lookups by such a text find no row)."""
+    query = scope.get("query_string", b"").lower()
+    return "query" if b"%00" in query or b"\x00" in query else ""
+
+
 class BodyLimit:
     """Refuse request bodies over ``MAX_BODY_BYTES`` with 413, before any parsing.
 
@@ -81,6 +88,10 @@ class BodyLimit:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        where = _nul_in_address(scope)
+        if where:
+            problem = errors.ValidationFailed(fields={where: models.NUL_REFUSED})
+            return await _error(problem)(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None:
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import CursorResult
 
+from epay_tui.api.models import has_nul
 from epay_tui.files import private_file
 from epay_tui.server.config import is_database_url
 from epay_tui.server.store import migrations
@@ -111,12 +112,13 @@ def _for_driver(sql: str, paramstyle: str) -> str:
 
 
 class _Fetched:
-    """A cursor's answer taken at once (the cursor serves the next statement)."""
+    """A cursor's answer taken at once (the cursor serves the next statement); none: no
+    rows."""
 
     def __init__(self, cursor: Any) -> None:
-        self.description = cursor.description
-        self.rowcount = cursor.rowcount
-        self._rows = cursor.fetchall() if cursor.description else []
+        self.description = cursor.description if cursor else ()
+        self.rowcount = cursor.rowcount if cursor else 0
+        self._rows = cursor.fetchall() if cursor and cursor.description else []
 
     def fetchone(self) -> Any:
         return self._rows.pop(0) if self._rows else None
@@ -134,6 +136,10 @@ class Query:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
+        self.is_select = bool(getattr(statement, "is_select", False))
+        """A lookup: one by a text holding a NUL finds nothing, on either database, without
+        asking (requests refuse such texts, so none is stored; PostgreSQL would refuse
+        the question itself)."""
         self._compiled: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
     def compiled(self, dialect: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
@@ -160,6 +166,8 @@ class Tx:
 
     def execute(self, statement: Any, values: Sequence[Any] | Mapping[str, Any] = ()) -> Result:
         if isinstance(statement, Query):
+            if statement.is_select and any(has_nul(v) for v in dict(values).values()):
+                return Result(_Fetched(None))  # no stored text holds a NUL (see Query)
             sql, names, fixed = statement.compiled(self.connection.dialect)
             given = {**fixed, **(values or {})}  # type: ignore[dict-item]
             if names:  # positional placeholders (SQLite's ?)
