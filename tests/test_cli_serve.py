@@ -330,8 +330,9 @@ def test_stopping_waits_for_the_sweep_in_progress_before_closing_the_database(mo
 # ---------------------------------------------------------------------------- schema versions
 def legacy_database(path: Path) -> None:
     """A database as releases before schema versions made it: no version table, and
-    without the columns added since (a notify's attempts, running password checks, the
-    order of a student's orders and of an order's items), holding two orders."""
+    without the columns and tables added since (a notify's attempts, running password
+    checks, the order of a student's orders and of an order's items, the gateway's
+    refunds), holding two orders."""
     from sqlalchemy import create_engine
 
     from epay_tui.server.store.schema import metadata
@@ -347,6 +348,7 @@ def legacy_database(path: Path) -> None:
             ("order_items", "position"),
         ):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute("DROP TABLE gw_refunds")  # version 0003's
         kept = [c.name for c in metadata.tables["orders"].columns if c.name != "seq"]
         conn.execute(f"CREATE TABLE old_orders AS SELECT {', '.join(kept)} FROM orders")
         conn.execute("DROP TABLE orders")
@@ -386,7 +388,7 @@ def test_serve_refuses_an_older_schema_until_db_upgrade_brings_it_on(launch, tmp
     assert upgraded.returncode == 0, upgraded.stderr
     assert (
         upgraded.stdout.strip()
-        == "schema version 0002 (found none (empty, or from before versions))"
+        == "schema version 0003 (found none (empty, or from before versions))"
     )
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT trade_no, attempts FROM gw_notifies").fetchall() == [("T1", 0)]
@@ -396,8 +398,9 @@ def test_serve_refuses_an_older_schema_until_db_upgrade_brings_it_on(launch, tmp
         assert conn.execute(made).fetchall() == [("B-second-made-first", 1), ("A-made-second", 2)]
         chosen = "SELECT item_id FROM order_items ORDER BY position"
         assert conn.execute(chosen).fetchall() == [("z-first",), ("a-second",)]
+        assert conn.execute("SELECT COUNT(*) FROM gw_refunds").fetchone() == (0,)
     again = db_upgrade(db)
-    assert again.stdout.strip() == "schema version 0002 (found 0002)"
+    assert again.stdout.strip() == "schema version 0003 (found 0003)"
 
     served, line = launch("--db", str(db), "--demo-data")
     assert "listening on" in line

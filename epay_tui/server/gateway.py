@@ -42,6 +42,19 @@ do), then given up; reconciliation and queries still find the payment."""
 
 
 @dataclass(frozen=True)
+class RefundView:
+    """What the gateway answers about a refund: ``SUCCESS`` (the money is on its way
+    back) or ``REFUSED`` with a ``reason`` (``unknown_trade``, ``not_paid``,
+    ``beyond_paid``)."""
+
+    refund_no: str
+    trade_no: str
+    amount: int
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class TradeView:
     """What a query answers about a trade."""
 
@@ -79,6 +92,15 @@ class Gateway(Protocol):
 
     def statement(self, day: date) -> models.Statement:
         """The day's successful trades, for reconciliation."""
+        ...
+
+    def refund(self, trade_no: str, refund_no: str, amount: int) -> RefundView:
+        """Give back ``amount`` of a paid trade; idempotent on ``refund_no`` (the same
+        number again answers the same result and never refunds twice)."""
+        ...
+
+    def query_refund(self, refund_no: str) -> RefundView | None:
+        """The refund as the gateway sees it now (None: it never received it)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -167,6 +189,32 @@ class SandboxGateway:
                 return "in_progress"
             trades.set_state(tx, trade_no, "CLOSED")
         return "closed"
+
+    def refund(self, trade_no: str, refund_no: str, amount: int) -> RefundView:
+        """Refunds of a ``SUCCESS`` trade up to its amount, settled at once; one answer
+        per refund number, kept (a trade the gateway does not know is refused unkept)."""
+        with self.store.write() as tx:
+            trade = trades.trade_row(tx, trade_no, lock=True)  # a trade's refunds in turn
+            done = trades.refund_row(tx, refund_no)
+            if done is not None:
+                return _refund_view(done)
+            if trade is None:
+                return RefundView(refund_no, trade_no, amount, "REFUSED", "unknown_trade")
+            if trade["state"] != "SUCCESS":
+                reason = "not_paid"
+            elif amount <= 0 or trades.refunded(tx, trade_no) + amount > trade["amount"]:
+                reason = "beyond_paid"
+            else:
+                reason = ""
+            state = "REFUSED" if reason else "SUCCESS"
+            now = self.backend.time.ts()
+            trades.add_refund(tx, refund_no, trade_no, amount, state, reason, now)
+        return RefundView(refund_no, trade_no, amount, state, reason)
+
+    def query_refund(self, refund_no: str) -> RefundView | None:
+        with self.store.read() as tx:
+            done = trades.refund_row(tx, refund_no)
+        return None if done is None else _refund_view(done)
 
     def statement(self, day: date) -> models.Statement:
         """The gateway's successful trades whose payment fell on ``day`` (school time)."""
@@ -328,3 +376,7 @@ class SandboxGateway:
         if self.http is not None:
             await self.http.aclose()
             self.http = None
+
+
+def _refund_view(row) -> RefundView:
+    return RefundView(row["refund_no"], row["trade_no"], row["amount"], row["state"], row["reason"])

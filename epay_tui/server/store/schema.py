@@ -221,6 +221,18 @@ gw_trades = Table(
     _when("paid_at"),
     _text("transaction_id", unique=True),
 )
+gw_refunds = Table(
+    "gw_refunds",
+    metadata,
+    _text("refund_no", primary_key=True),
+    _text("trade_no", nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    _text("state", nullable=False),
+    _text("reason", nullable=False),
+    _when("created_at", nullable=False),
+    Index("gw_refunds_trade", "trade_no"),
+)
+"""The sandbox gateway's refunds: one answer per refund number, kept."""
 gw_notifies = Table(
     "gw_notifies",
     metadata,

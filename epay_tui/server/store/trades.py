@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from epay_tui.server.store.engine import Query, Record, Tx
-from epay_tui.server.store.schema import gw_notifies, gw_trades
+from epay_tui.server.store.schema import gw_notifies, gw_refunds, gw_trades
 
 PAYING = "PAYING"
 """A ``slow`` payment's state: money left the payer, the bank has not answered."""
@@ -195,3 +195,38 @@ def retry_notify(tx: Tx, notify_id: int, due_at: float, attempts: int) -> None:
 
 def give_up_notify(tx: Tx, notify_id: int) -> None:
     tx.execute(_GIVE_UP_NOTIFY, {"notify_id": notify_id})
+
+
+# ---------------------------------------------------------------------------- refunds
+_REFUND = Query(select(gw_refunds).where(gw_refunds.c.refund_no == bindparam("refund_no")))
+_REFUNDED = Query(
+    select(func.coalesce(func.sum(gw_refunds.c.amount), 0)).where(
+        gw_refunds.c.trade_no == bindparam("trade_no"), gw_refunds.c.state == "SUCCESS"
+    )
+)
+_ADD_REFUND = Query(
+    insert(gw_refunds).values(
+        refund_no=bindparam("refund_no"),
+        trade_no=bindparam("trade_no"),
+        amount=bindparam("amount"),
+        state=bindparam("state"),
+        reason=bindparam("reason"),
+        created_at=bindparam("created_at"),
+    )
+)
+
+
+def refund_row(tx: Tx, refund_no: str) -> Record | None:
+    return tx.execute(_REFUND, {"refund_no": refund_no}).fetchone()
+
+
+def refunded(tx: Tx, trade_no: str) -> int:
+    """What the trade's successful refunds gave back, in fen."""
+    return int(tx.execute(_REFUNDED, {"trade_no": trade_no}).fetchone()[0])
+
+
+def add_refund(
+    tx: Tx, refund_no: str, trade_no: str, amount: int, state: str, reason: str, at: float
+) -> None:
+    values = {"refund_no": refund_no, "trade_no": trade_no, "amount": amount, "state": state}
+    tx.execute(_ADD_REFUND, {**values, "reason": reason, "created_at": at})
