@@ -349,7 +349,9 @@ def legacy_database(path: Path) -> None:
         ):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         conn.execute("DROP TABLE gw_refunds")  # version 0003's
-        kept = [c.name for c in metadata.tables["orders"].columns if c.name != "seq"]
+        kept = [
+            c.name for c in metadata.tables["orders"].columns if c.name not in ("seq", "check_code")
+        ]
         conn.execute(f"CREATE TABLE old_orders AS SELECT {', '.join(kept)} FROM orders")
         conn.execute("DROP TABLE orders")
         conn.execute("ALTER TABLE old_orders RENAME TO orders")
@@ -388,7 +390,7 @@ def test_serve_refuses_an_older_schema_until_db_upgrade_brings_it_on(launch, tmp
     assert upgraded.returncode == 0, upgraded.stderr
     assert (
         upgraded.stdout.strip()
-        == "schema version 0003 (found none (empty, or from before versions))"
+        == "schema version 0004 (found none (empty, or from before versions))"
     )
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT trade_no, attempts FROM gw_notifies").fetchall() == [("T1", 0)]
@@ -399,8 +401,10 @@ def test_serve_refuses_an_older_schema_until_db_upgrade_brings_it_on(launch, tmp
         chosen = "SELECT item_id FROM order_items ORDER BY position"
         assert conn.execute(chosen).fetchall() == [("z-first",), ("a-second",)]
         assert conn.execute("SELECT COUNT(*) FROM gw_refunds").fetchone() == (0,)
+        codes = "SELECT check_code FROM orders"  # paid before versions: none here
+        assert conn.execute(codes).fetchall() == [(None,), (None,)]
     again = db_upgrade(db)
-    assert again.stdout.strip() == "schema version 0003 (found 0003)"
+    assert again.stdout.strip() == "schema version 0004 (found 0004)"
 
     served, line = launch("--db", str(db), "--demo-data")
     assert "listening on" in line
@@ -434,3 +438,28 @@ def test_the_newest_version_named_in_code_is_alembics_head():
 
     scripts = ScriptDirectory.from_config(migrations.alembic_config(None))
     assert scripts.get_current_head() == migrations.NEWEST
+
+
+def test_orders_paid_before_check_codes_get_one_when_upgraded(tmp_path):
+    """Version 0004: a receipt's check code is drawn at payment; an order paid before it
+    existed gets one in the upgrade (a receipt without one could not be shown)."""
+    from alembic import command
+
+    from epay_tui.server.store import Store, migrations
+
+    store = Store(tmp_path / "db.sqlite3")  # newest version
+    with store.engine.begin() as connection:
+        command.downgrade(migrations.alembic_config(connection), "0003")
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+        for seq, (number, status) in enumerate((("P1", "paid"), ("C1", "closed")), 1):
+            conn.execute(
+                "INSERT INTO orders(order_no, username, seq, status, receipt_type, total, payee,"
+                " created_at, expires_at) VALUES (?, 'u1', ?, ?, 'fiscal', 1, 'p', 5, 9)",
+                (number, seq, status),
+            )
+    store.close()
+    assert db_upgrade(tmp_path / "db.sqlite3").returncode == 0
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+        codes = dict(conn.execute("SELECT order_no, check_code FROM orders").fetchall())
+    assert len(codes["P1"]) == 6 and codes["P1"].isdigit()
+    assert codes["C1"] is None

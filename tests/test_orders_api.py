@@ -1658,3 +1658,35 @@ async def test_a_nul_character_is_refused_or_found_to_be_nothing_alike_on_both_d
     assert error_of(waited, 422, "VALIDATION_ERROR")["fields"] == {
         "query": "must not contain a NUL character"
     }
+
+
+# ============================================================================ receipts
+async def test_a_paid_order_has_its_receipt_fixed_at_payment(server, login):
+    api = await zhang(login)
+    order = await order_for(api, "教材费", "体检费")
+    with_no_receipt = await raw(server, "GET", f"/api/v1/orders/{order.order_no}/receipt", api)
+    error_of(with_no_receipt, 409, "ORDER_NOT_PAID")
+    qr = await api.pay_order(order.order_no, "alipay")
+    await api.sandbox_pay(qr.qr_url, "success")
+    paid = await api.get_order(order.order_no, wait=5, status="open")
+    receipt = await api.receipt(order.order_no)
+    assert (receipt.receipt_no, receipt.order_no, receipt.transaction_id) == (
+        paid.receipt_no,
+        paid.order_no,
+        paid.transaction_id,
+    )
+    assert len(receipt.check_code) == 6 and receipt.check_code.isdigit()
+    assert (receipt.payer.username, receipt.payer.name) == (ZHANG[0], "张伟")
+    assert (receipt.payee, receipt.receipt_type, receipt.channel) == (PAYEE, "receipt", "alipay")
+    assert [(i.name, i.amount, i.refunded) for i in receipt.items] == [
+        ("教材费", 42000, 0),
+        ("体检费", 6000, 0),
+    ]
+    assert (receipt.total, receipt.refunded, receipt.status) == (48000, 0, "issued")
+    assert receipt.paid_at == paid.paid_at
+    staff = await login(*STAFF)
+    assert await staff.staff_receipt(order.order_no) == receipt  # the same, check code too
+    assert await api.receipt(order.order_no) == receipt  # and it never changes
+    chen = await login(*CHEN)
+    await refused(chen.receipt(order.order_no), "ORDER_NOT_FOUND")  # another student's
+    await refused(api.staff_receipt(order.order_no), "FORBIDDEN")

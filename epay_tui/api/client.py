@@ -35,6 +35,7 @@ from epay_tui.api.models import (
     Outbox,
     PayQr,
     Profile,
+    Receipt,
     ReconcileResult,
     ResetStarted,
     SandboxPayResult,
@@ -354,6 +355,10 @@ class ApiClient:
         """``POST /orders/{no}/cancel``: close the trade, release the items."""
         return await self._request("POST", f"{API}/orders/{_seg(no)}/cancel", model=Order)
 
+    async def receipt(self, no: str) -> Receipt:
+        """``GET /orders/{no}/receipt``: the paid order's receipt."""
+        return await self._request("GET", f"{API}/orders/{_seg(no)}/receipt", model=Receipt)
+
     async def claim_paid(self, no: str) -> Order:
         """``POST /orders/{no}/claim-paid``: "I have paid but it still says unpaid"."""
         return await self._request("POST", f"{API}/orders/{_seg(no)}/claim-paid", model=Order)
@@ -378,6 +383,11 @@ class ApiClient:
     async def staff_unlock(self, username: str) -> None:
         """``POST /staff/students/{username}/unlock`` (204)."""
         await self._request("POST", f"{API}/staff/students/{_seg(username)}/unlock")
+
+    async def staff_receipt(self, no: str) -> Receipt:
+        """``GET /staff/orders/{no}/receipt``: a student's paid order's receipt."""
+        path = f"{API}/staff/orders/{_seg(no)}/receipt"
+        return await self._request("GET", path, model=Receipt)
 
     async def staff_query_order(self, no: str) -> Order:
         """``POST /staff/orders/{no}/query``: gateway query for a student's order."""

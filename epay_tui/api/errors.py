@@ -204,6 +204,11 @@ class OrderNotOpen(Conflict):
     default_message = "The order is not open"
 
 
+class OrderNotPaid(Conflict):
+    code = "ORDER_NOT_PAID"
+    default_message = "The order is not paid: it has no receipt"
+
+
 # -- gateway -------------------------------------------------------------------
 class BadSignature(Unauthorized):
     code = "BAD_SIGNATURE"

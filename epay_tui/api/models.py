@@ -254,6 +254,36 @@ class Orders(Response):
     orders: list[Order]
 
 
+class ReceiptPayer(Response):
+    username: str
+    name: str
+
+
+class ReceiptItem(Response):
+    id: str
+    name: str
+    amount: int
+    refunded: int
+
+
+class Receipt(Response):
+    """A paid order's receipt (电子票据), fixed at payment; ``check_code`` never changes."""
+
+    receipt_no: str
+    check_code: str
+    receipt_type: Literal["fiscal", "receipt"]
+    order_no: str
+    payer: ReceiptPayer
+    payee: str
+    items: list[ReceiptItem]
+    total: int
+    refunded: int
+    channel: str
+    transaction_id: str
+    paid_at: datetime
+    status: Literal["issued", "partially_refunded", "refunded"]
+
+
 class PayRequest(Request):
     channel: Channel
 

@@ -327,6 +327,7 @@ MESSAGES: dict[str, str] = {
     "error.ORDER_ALREADY_PAID": "This order is already paid",
     "error.PAYMENT_IN_PROGRESS": "A payment for this order is in progress: do not pay again",
     "error.ORDER_NOT_OPEN": "This order is finished",
+    "error.ORDER_NOT_PAID": "This order is not paid, so it has no receipt",
     "error.VALIDATION_ERROR": "Something you entered is not valid",
     "error.NETWORK_ERROR": "The network is busy, please try again",
     "error.TIMEOUT": "The network is busy, please try again",

@@ -325,6 +325,7 @@ MESSAGES: dict[str, str] = {
     "error.ORDER_ALREADY_PAID": "该订单已支付",
     "error.PAYMENT_IN_PROGRESS": "该订单有一笔支付正在处理中，请勿重复支付",
     "error.ORDER_NOT_OPEN": "该订单已结束",
+    "error.ORDER_NOT_PAID": "该订单尚未支付，没有票据",
     "error.VALIDATION_ERROR": "填写的内容有误，请检查",
     "error.NETWORK_ERROR": "网络繁忙，请稍后重试",
     "error.TIMEOUT": "网络繁忙，请稍后重试",

@@ -1,4 +1,4 @@
-"""Orders: idempotent creation, long-poll reads, pay, query, cancel, claim-paid."""
+"""Orders: idempotent creation, long-poll reads, pay, query, cancel, claim-paid, receipt."""
 
 from __future__ import annotations
 
@@ -111,6 +111,17 @@ def pay(
 def query(order_no: str, backend: BackendDep, session: StudentSession) -> models.Order:
     """Asks the gateway now and applies the answer."""
     return payments.query(backend, order_no, session.username)
+
+
+@router.get(
+    "/{order_no}/receipt",
+    response_model=models.Receipt,
+    responses=error_responses(*AUTH_ERRORS, errors.OrderNotFound, errors.OrderNotPaid),
+)
+def receipt(order_no: str, backend: BackendDep, session: StudentSession) -> models.Receipt:
+    """The paid order's receipt (电子票据): number, check code, items, payer, payee; an
+    unpaid order has none (``409 ORDER_NOT_PAID``)."""
+    return payments.receipt(backend, order_no, session.username)
 
 
 @router.post(

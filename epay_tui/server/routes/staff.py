@@ -63,6 +63,16 @@ def unlock(username: str, backend: BackendDep, staff: StaffSession) -> Response:
     return Response(status_code=204)
 
 
+@router.get(
+    "/orders/{order_no}/receipt",
+    response_model=models.Receipt,
+    responses=error_responses(*STAFF_ERRORS, errors.OrderNotFound, errors.OrderNotPaid),
+)
+def order_receipt(order_no: str, backend: BackendDep, staff: StaffSession) -> models.Receipt:
+    """Any student's paid order's receipt, as the student sees it."""
+    return payments.receipt(backend, order_no, None)
+
+
 @router.post(
     "/orders/{order_no}/query",
     response_model=models.Order,

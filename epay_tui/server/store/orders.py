@@ -146,6 +146,7 @@ _MARK_PAID = Query(
         channel=bindparam("channel"),
         transaction_id=bindparam("transaction_id"),
         receipt_no=bindparam("receipt_no"),
+        check_code=bindparam("check_code"),
     )
 )
 _MARK_CLOSED = Query(
@@ -233,10 +234,18 @@ def set_payment(
 
 
 def mark_paid(
-    tx: Tx, order_no: str, *, paid_at: float, channel: str, transaction_id: str, receipt_no: str
+    tx: Tx,
+    order_no: str,
+    *,
+    paid_at: float,
+    channel: str,
+    transaction_id: str,
+    receipt_no: str,
+    check_code: str,
 ) -> None:
     values = {"order_no": order_no, "paid_at": paid_at, "channel": channel}
-    tx.execute(_MARK_PAID, {**values, "transaction_id": transaction_id, "receipt_no": receipt_no})
+    receipt = {"receipt_no": receipt_no, "check_code": check_code}
+    tx.execute(_MARK_PAID, {**values, "transaction_id": transaction_id, **receipt})
 
 
 def mark_closed(tx: Tx, order_no: str, reason: str, closed_at: float) -> None:
@@ -345,13 +354,16 @@ def add_discrepancy(tx: Tx, at: float, order_no: str, kind: str, detail: str) ->
 
 # ---------------------------------------------------------------------------- receipts
 _CONTACTS_OF = Query(
-    select(users.c.phone, users.c.email).where(users.c.username == bindparam("username"))
+    select(users.c.phone, users.c.email, users.c.name).where(
+        users.c.username == bindparam("username")
+    )
 )
 _OUTBOX_MESSAGES = Query(select(outbox).order_by(outbox.c.id))
 
 
 def contacts_of(tx: Tx, username: str) -> Record | None:
-    """Where the user's receipts go: ``phone`` and ``email`` (either may be None)."""
+    """Where the user's receipts go: ``phone`` and ``email`` (either may be None), and
+    the ``name`` they are made out to."""
     return tx.execute(_CONTACTS_OF, {"username": username}).fetchone()
 
 

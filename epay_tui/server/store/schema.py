@@ -137,6 +137,7 @@ orders = Table(
     _text("channel"),
     _text("transaction_id", unique=True),
     _text("receipt_no", unique=True),
+    _text("check_code"),
     _text("close_reason"),
     _when("closed_at"),
     Index("orders_user", "username", "created_at"),
