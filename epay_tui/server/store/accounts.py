@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from epay_tui.server.store.engine import Query, Record, Tx
+from epay_tui.server.store.engine import Query, Record, Tx, inserting
 from epay_tui.server.store.schema import (
     audit,
     captchas,
@@ -26,13 +26,12 @@ from epay_tui.server.store.schema import (
 
 # ---------------------------------------------------------------------------- captchas
 _DROP_EXPIRED_CAPTCHAS = Query(delete(captchas).where(captchas.c.expires_at < bindparam("now")))
-_ADD_CAPTCHA = Query(
-    insert(captchas).values(
-        captcha_id=bindparam("captcha_id"),
-        answer=bindparam("answer"),
-        expires_at=bindparam("expires_at"),
-        seq=select(func.coalesce(func.max(captchas.c.seq), 0) + 1).scalar_subquery(),
-    )
+_ADD_CAPTCHA = inserting(
+    captchas,
+    "captcha_id",
+    "answer",
+    "expires_at",
+    seq=select(func.coalesce(func.max(captchas.c.seq), 0) + 1).scalar_subquery(),
 )
 _TAKE_CAPTCHA = Query(
     delete(captchas)
@@ -196,15 +195,14 @@ def clear_login_checks(tx: Tx, username: str) -> None:
 
 # ---------------------------------------------------------------------------- sessions
 _OF_TOKEN = sessions.c.token_hash == bindparam("token_hash")
-_ADD_SESSION = Query(
-    insert(sessions).values(
-        token_hash=bindparam("token_hash"),
-        username=bindparam("username"),
-        role=bindparam("role"),
-        must_change=bindparam("must_change"),
-        created_at=bindparam("now"),
-        last_seen=bindparam("now"),
-    )
+_ADD_SESSION = inserting(
+    sessions,
+    "token_hash",
+    "username",
+    "role",
+    "must_change",
+    created_at=bindparam("now"),
+    last_seen=bindparam("now"),
 )
 _SESSION = Query(select(sessions).where(_OF_TOKEN))
 _TOUCH_SESSION = Query(update(sessions).where(_OF_TOKEN).values(last_seen=bindparam("now")))
@@ -254,27 +252,15 @@ _RECENT = {  # by table: the first ``at`` and how many since ``after``
     )
     for table in (reset_mismatches, reset_sends)
 }
-_ADD_MISMATCH = Query(
-    insert(reset_mismatches).values(username=bindparam("username"), at=bindparam("at"))
-)
+_ADD_MISMATCH = inserting(reset_mismatches, "username", "at")
 _FORGET_CODE_SENDS = Query(
     delete(reset_sends).where(
         reset_sends.c.username == bindparam("username"),
         reset_sends.c.at <= bindparam("forget_until"),
     )
 )
-_ADD_CODE_SEND = Query(
-    insert(reset_sends).values(username=bindparam("username"), at=bindparam("at"))
-)
-_ADD_RESET = Query(
-    insert(resets).values(
-        reset_id=bindparam("reset_id"),
-        username=bindparam("username"),
-        created_at=bindparam("created_at"),
-        expires_at=bindparam("expires_at"),
-        channels=bindparam("channels"),
-    )
-)
+_ADD_CODE_SEND = inserting(reset_sends, "username", "at")
+_ADD_RESET = inserting(resets, "reset_id", "username", "created_at", "expires_at", "channels")
 _OF_RESET = resets.c.reset_id == bindparam("reset_id")
 _RESET_FOR_UPDATE = Query(select(resets).where(_OF_RESET).with_for_update())
 _SET_RESET_CODE = Query(

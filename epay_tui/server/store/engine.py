@@ -20,7 +20,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, insert, select
 from sqlalchemy.engine import CursorResult
 
 from epay_tui.api.models import has_nul
@@ -151,6 +151,12 @@ class Query:
             names = tuple(done.positiontup or ())
             found = self._compiled[dialect.name] = (done.string, names, dict(done.params))
         return found
+
+
+def inserting(table: Any, *columns: str, **fixed: Any) -> Query:
+    """``INSERT INTO table`` as a :class:`Query`: each of ``columns`` takes the value given
+    under its own name, each of ``fixed`` the expression given here."""
+    return Query(insert(table).values({**{c: bindparam(c) for c in columns}, **fixed}))
 
 
 class Tx:

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam
-
-from epay_tui.server.store.engine import Query, Tx
+from epay_tui.server.store.engine import Tx, inserting
 from epay_tui.server.store.schema import audit, outbox
 
-_APPEND_AUDIT = Query(
-    audit.insert().values(
-        at=bindparam("at"),
-        actor=bindparam("actor"),
-        action=bindparam("action"),
-        target=bindparam("target"),
-        detail=bindparam("detail"),
-    )
-)
-_QUEUE_MESSAGE = Query(
-    outbox.insert().values(
-        channel=bindparam("channel"),
-        to_addr=bindparam("to"),
-        body=bindparam("body"),
-        sent_at=bindparam("at"),
-    )
-)
+_APPEND_AUDIT = inserting(audit, "at", "actor", "action", "target", "detail")
+_QUEUE_MESSAGE = inserting(outbox, "channel", "to_addr", "body", "sent_at")
 
 
 def append_audit(tx: Tx, at: float, actor: str, action: str, target: str, detail: str) -> None:
@@ -32,4 +15,4 @@ def append_audit(tx: Tx, at: float, actor: str, action: str, target: str, detail
 
 
 def queue_message(tx: Tx, at: float, channel: str, to: str, body: str) -> None:
-    tx.execute(_QUEUE_MESSAGE, {"at": at, "channel": channel, "to": to, "body": body})
+    tx.execute(_QUEUE_MESSAGE, {"sent_at": at, "channel": channel, "to_addr": to, "body": body})

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
-from epay_tui.server.store.engine import Query, Record, Tx
+from epay_tui.server.store.engine import Query, Record, Tx, inserting
 from epay_tui.server.store.schema import (
     discrepancies,
     fee_items,
@@ -43,9 +43,7 @@ _PAY_ITEM = Query(
     .where(fee_items.c.id == bindparam("item_id"), fee_items.c.amount_due >= _PAID)
     .values(amount_paid=_PAID, paid_order_no=bindparam("order_no"))
 )
-_LOCK_ITEM = Query(
-    insert(item_locks).values(item_id=bindparam("item_id"), order_no=bindparam("order_no"))
-)
+_LOCK_ITEM = inserting(item_locks, "item_id", "order_no")
 _RELEASE_ITEMS = Query(delete(item_locks).where(item_locks.c.order_no == bindparam("order_no")))
 
 
@@ -100,30 +98,21 @@ _DUE = select(orders.c.order_no).where(
 _DUE_ORDER_NOS = Query(_DUE)
 _DUE_ORDER_NOS_OF = Query(_DUE.where(orders.c.username == bindparam("username")))
 _USERNAME = bindparam("username")
-_ADD_ORDER = Query(
-    insert(orders).values(
-        order_no=bindparam("order_no"),
-        username=_USERNAME,
-        seq=select(func.coalesce(func.max(orders.c.seq), 0) + 1)  # after the student's others
-        .where(orders.c.username == _USERNAME)
-        .scalar_subquery(),
-        status="open",
-        receipt_type=bindparam("receipt_type"),
-        total=bindparam("total"),
-        payee=bindparam("payee"),
-        created_at=bindparam("created_at"),
-        expires_at=bindparam("expires_at"),
-    )
+_ADD_ORDER = inserting(
+    orders,
+    "order_no",
+    "receipt_type",
+    "total",
+    "payee",
+    "created_at",
+    "expires_at",
+    username=_USERNAME,
+    seq=select(func.coalesce(func.max(orders.c.seq), 0) + 1)  # after the student's others
+    .where(orders.c.username == _USERNAME)
+    .scalar_subquery(),
+    status="open",
 )
-_ADD_ORDER_ITEM = Query(
-    insert(order_items).values(
-        order_no=bindparam("order_no"),
-        position=bindparam("position"),
-        item_id=bindparam("item_id"),
-        name=bindparam("name"),
-        amount=bindparam("amount"),
-    )
-)
+_ADD_ORDER_ITEM = inserting(order_items, "order_no", "position", "item_id", "name", "amount")
 _ORDER_ITEMS_OF = Query(
     select(order_items.c.item_id, order_items.c.name, order_items.c.amount)
     .where(order_items.c.order_no == bindparam("order_no"))
@@ -258,14 +247,7 @@ def mark_awaiting_confirmation(tx: Tx, order_no: str) -> None:
 
 
 # ---------------------------------------------------------------------------- trades
-_ADD_ORDER_TRADE = Query(
-    insert(order_trades).values(
-        trade_no=bindparam("trade_no"),
-        order_no=bindparam("order_no"),
-        channel=bindparam("channel"),
-        created_at=bindparam("created_at"),
-    )
-)
+_ADD_ORDER_TRADE = inserting(order_trades, "trade_no", "order_no", "channel", "created_at")
 _OF_ORDER = order_trades.c.order_no == bindparam("order_no")
 _ORDER_TRADE_NOS = Query(
     select(order_trades.c.trade_no).where(_OF_ORDER).order_by(order_trades.c.created_at.desc())
@@ -301,14 +283,7 @@ _IDEMPOTENCY_KEY = Query(
         idempotency.c.username == bindparam("username"), idempotency.c.key == bindparam("key")
     )
 )
-_REMEMBER_KEY = Query(
-    insert(idempotency).values(
-        username=bindparam("username"),
-        key=bindparam("key"),
-        body=bindparam("body"),
-        order_no=bindparam("order_no"),
-    )
-)
+_REMEMBER_KEY = inserting(idempotency, "username", "key", "body", "order_no")
 
 
 def idempotency_key(tx: Tx, username: str, key: str) -> Record | None:
@@ -332,14 +307,7 @@ _HAS_DISCREPANCY = Query(
     )
     .limit(1)
 )
-_ADD_DISCREPANCY = Query(
-    insert(discrepancies).values(
-        at=bindparam("at"),
-        order_no=bindparam("order_no"),
-        kind=bindparam("kind"),
-        detail=bindparam("detail"),
-    )
-)
+_ADD_DISCREPANCY = inserting(discrepancies, "at", "order_no", "kind", "detail")
 
 
 def has_discrepancy(tx: Tx, order_no: str, kind: str, detail: str) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 
-from epay_tui.server.store.engine import Query, Record, Tx
+from epay_tui.server.store.engine import Query, Record, Tx, inserting
 from epay_tui.server.store.schema import gw_notifies, gw_refunds, gw_trades
 
 PAYING = "PAYING"
@@ -19,19 +19,18 @@ PAYING = "PAYING"
 
 
 # ---------------------------------------------------------------------------- trades
-_ADD_TRADE = Query(
-    insert(gw_trades).values(
-        trade_no=bindparam("trade_no"),
-        pay_token=bindparam("pay_token"),
-        order_no=bindparam("order_no"),
-        channel=bindparam("channel"),
-        amount=bindparam("amount"),
-        payee=bindparam("payee"),
-        items=bindparam("items"),
-        state="NOTPAY",
-        created_at=bindparam("created_at"),
-        expires_at=bindparam("expires_at"),
-    )
+_ADD_TRADE = inserting(
+    gw_trades,
+    "trade_no",
+    "pay_token",
+    "order_no",
+    "channel",
+    "amount",
+    "payee",
+    "items",
+    "created_at",
+    "expires_at",
+    state="NOTPAY",
 )
 _TRADE_ROW = Query(select(gw_trades).where(gw_trades.c.trade_no == bindparam("trade_no")))
 _TRADE_ROW_LOCKED = Query(_TRADE_ROW.statement.with_for_update())
@@ -139,9 +138,7 @@ def settled_between(tx: Tx, start: float, end: float) -> list[Record]:
 
 
 # ---------------------------------------------------------------------------- notifies
-_QUEUE_NOTIFY = Query(
-    insert(gw_notifies).values(trade_no=bindparam("trade_no"), due_at=bindparam("due_at"))
-)
+_QUEUE_NOTIFY = inserting(gw_notifies, "trade_no", "due_at")
 _NOTIFY_DUE = (gw_notifies.c.state == "pending", gw_notifies.c.due_at <= bindparam("now"))
 _ANY_NOTIFY_DUE = Query(select(gw_notifies.c.id).where(*_NOTIFY_DUE).limit(1))
 _CLAIM_DUE_NOTIFIES = Query(
@@ -204,15 +201,8 @@ _REFUNDED = Query(
         gw_refunds.c.trade_no == bindparam("trade_no"), gw_refunds.c.state == "SUCCESS"
     )
 )
-_ADD_REFUND = Query(
-    insert(gw_refunds).values(
-        refund_no=bindparam("refund_no"),
-        trade_no=bindparam("trade_no"),
-        amount=bindparam("amount"),
-        state=bindparam("state"),
-        reason=bindparam("reason"),
-        created_at=bindparam("created_at"),
-    )
+_ADD_REFUND = inserting(
+    gw_refunds, "refund_no", "trade_no", "amount", "state", "reason", "created_at"
 )
 
 
