@@ -19,7 +19,13 @@ from pydantic import (
     field_validator,
 )
 
-from epay_tui.api.rules import MAX_ITEMS_PER_ORDER, PASSWORD_FIELD_MAX, is_typeable
+from epay_tui.api.rules import (
+    MAX_ITEMS_PER_ORDER,
+    NUL_REFUSED,
+    PASSWORD_FIELD_MAX,
+    has_nul,
+    is_typeable,
+)
 
 Channel = Literal["wechat", "alipay", "ccb"]
 CHANNELS: tuple[Channel, ...] = ("wechat", "alipay", "ccb")
@@ -46,16 +52,6 @@ NewPassword = Annotated[Password, AfterValidator(_typeable)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 CaptchaAnswer = Annotated[str, StringConstraints(min_length=1, max_length=16)]
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-
-
-NUL_REFUSED = "must not contain a NUL character"
-
-
-def has_nul(value: object) -> bool:
-    """A NUL character in a string, or in a list's strings (PostgreSQL stores none)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    return isinstance(value, list) and any(isinstance(v, str) and "\x00" in v for v in value)
 
 
 class Request(BaseModel):

@@ -270,3 +270,13 @@ def parse_payment_hours(text: str) -> PaymentHours:
     if opens == "24:00" or hours.opens_minute >= hours.closes_minute:
         raise ValueError(f"payment hours must open before they close: {text!r}")
     return hours
+
+
+NUL_REFUSED = "must not contain a NUL character"
+
+
+def has_nul(value: object) -> bool:
+    """A NUL character in a string, or in a list's strings (PostgreSQL stores none)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    return isinstance(value, list) and any(isinstance(v, str) and "\x00" in v for v in value)

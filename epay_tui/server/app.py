@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from epay_tui.api import errors, models
+from epay_tui.api import errors, rules
 from epay_tui.api.clock import Clock
 from epay_tui.server import demo_data, payments
 from epay_tui.server.backend import Backend
@@ -90,7 +90,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         where = _nul_in_address(scope)
         if where:
-            problem = errors.ValidationFailed(fields={where: models.NUL_REFUSED})
+            problem = errors.ValidationFailed(fields={where: rules.NUL_REFUSED})
             return await _error(problem)(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None:
