@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -108,13 +111,21 @@ TEST_KEYS = {"notify_key": "5a" * 32, "reset_code_key": "a5" * 32}
 def postgres(tmp_path_factory) -> Iterator[Any]:
     """A PostgreSQL 16 server for this test process, from the ``pgserver`` package (it
     installs with the test extras, no system package needed), removed at the end."""
-    with pytest.MonkeyPatch.context() as env:  # its sockets' folder, not a shared /tmp one
-        env.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
-        import pgserver
+    # Its own folder outside pytest's: run as root, the server's user must traverse the
+    # folders above its data, which pgserver opens (o+rx) and pytest closes again (0700
+    # on pytest-of-root whenever another xdist worker starts).
+    home = Path(tempfile.mkdtemp(prefix="epay-test-pg-"))
+    try:
+        with pytest.MonkeyPatch.context() as env:  # its sockets' folder, not a shared one
+            env.setenv("XDG_RUNTIME_DIR", str(home / "run"))
+            (home / "run").mkdir()
+            import pgserver
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
-        yield server
-        server.cleanup()
+            server = pgserver.get_server(home / "pgdata", cleanup_mode="delete")
+            yield server
+            server.cleanup()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def new_postgres_database(postgres: Any) -> str:

@@ -332,7 +332,7 @@ def legacy_database(path: Path) -> None:
     """A database as releases before schema versions made it: no version table, and
     without the columns and tables added since (a notify's attempts, running password
     checks, the order of a student's orders and of an order's items, the gateway's
-    refunds), holding two orders."""
+    refunds, receipts' check codes, the money after payment), holding two orders."""
     from sqlalchemy import create_engine
 
     from epay_tui.server.store.schema import metadata
@@ -349,9 +349,18 @@ def legacy_database(path: Path) -> None:
         ):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         conn.execute("DROP TABLE gw_refunds")  # version 0003's
-        kept = [
-            c.name for c in metadata.tables["orders"].columns if c.name not in ("seq", "check_code")
-        ]
+        conn.execute("DROP INDEX discrepancies_trade")  # version 0005's, from here on
+        for table, column in (
+            ("fee_items", "refunded"),
+            ("discrepancies", "trade_no"),
+            ("discrepancies", "amount"),
+        ):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        for table in ("refunds", "refund_items", "refund_claims", "staff_requests"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP TABLE receipt_resends")
+        later = ("seq", "check_code", "cashier", "reference", "refunded")
+        kept = [c.name for c in metadata.tables["orders"].columns if c.name not in later]
         conn.execute(f"CREATE TABLE old_orders AS SELECT {', '.join(kept)} FROM orders")
         conn.execute("DROP TABLE orders")
         conn.execute("ALTER TABLE old_orders RENAME TO orders")
@@ -390,7 +399,7 @@ def test_serve_refuses_an_older_schema_until_db_upgrade_brings_it_on(launch, tmp
     assert upgraded.returncode == 0, upgraded.stderr
     assert (
         upgraded.stdout.strip()
-        == "schema version 0004 (found none (empty, or from before versions))"
+        == "schema version 0005 (found none (empty, or from before versions))"
     )
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT trade_no, attempts FROM gw_notifies").fetchall() == [("T1", 0)]
@@ -403,8 +412,11 @@ def test_serve_refuses_an_older_schema_until_db_upgrade_brings_it_on(launch, tmp
         assert conn.execute("SELECT COUNT(*) FROM gw_refunds").fetchone() == (0,)
         codes = "SELECT check_code FROM orders"  # paid before versions: none here
         assert conn.execute(codes).fetchall() == [(None,), (None,)]
+        refunded = "SELECT refunded, cashier FROM orders"  # version 0005: nothing given back
+        assert conn.execute(refunded).fetchall() == [(0, None), (0, None)]
+        assert conn.execute("SELECT COUNT(*) FROM refunds").fetchone() == (0,)
     again = db_upgrade(db)
-    assert again.stdout.strip() == "schema version 0004 (found 0004)"
+    assert again.stdout.strip() == "schema version 0005 (found 0005)"
 
     served, line = launch("--db", str(db), "--demo-data")
     assert "listening on" in line

@@ -591,7 +591,7 @@ async def test_write_routes_survive_hostile_input(server, actor_name):
     routes = write_routes(server.app)
     assert len(routes) >= 15, [r.label for r in routes]  # the enumeration really found them
     problems, sent = await run_actor(server, actor_name)
-    assert sent >= 25 * len(routes)
+    assert sent >= 20 * len(routes)  # bodiless routes (approve, resend) get fewer probes
     assert not problems, f"{len(problems)} contract violations, first ones:\n" + "\n".join(
         problems[:25]
     )

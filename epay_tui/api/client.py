@@ -21,9 +21,14 @@ from pydantic import BaseModel, ValidationError
 
 from epay_tui.api import errors
 from epay_tui.api.models import (
+    Arrears,
     AuditLog,
     Captcha,
+    CashierReport,
     Channel,
+    CounterMethod,
+    Discrepancies,
+    DuplicatePayment,
     Fees,
     Health,
     LatestCaptcha,
@@ -37,6 +42,9 @@ from epay_tui.api.models import (
     Profile,
     Receipt,
     ReconcileResult,
+    Refund,
+    Refunds,
+    RefundStatus,
     ResetStarted,
     SandboxPayResult,
     Statement,
@@ -140,6 +148,19 @@ class ApiClient:
         json: JSON | None = ...,
         params: dict[str, Any] | None = ...,
         headers: dict[str, str] | None = ...,
+        model: type[bytes],
+        timeout: httpx.Timeout | None = ...,
+    ) -> bytes: ...
+
+    @overload
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: JSON | None = ...,
+        params: dict[str, Any] | None = ...,
+        headers: dict[str, str] | None = ...,
         model: None = ...,
         timeout: httpx.Timeout | None = ...,
     ) -> None: ...
@@ -152,10 +173,11 @@ class ApiClient:
         json: JSON | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        model: type[M] | None = None,
+        model: type[M] | type[bytes] | None = None,
         timeout: httpx.Timeout | None = None,
-    ) -> M | None:
-        """Send one request; return ``model`` parsed from a 2xx body, else raise."""
+    ) -> M | bytes | None:
+        """Send one request; return ``model`` parsed from a 2xx body (``bytes``: the body
+        as it came), else raise."""
         sent = dict(headers or {})
         if self.token:
             sent["Authorization"] = f"Bearer {self.token}"
@@ -190,6 +212,8 @@ class ApiClient:
             raise error
         if model is None:
             return None
+        if model is bytes:
+            return response.content
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
@@ -359,6 +383,10 @@ class ApiClient:
         """``GET /orders/{no}/receipt``: the paid order's receipt."""
         return await self._request("GET", f"{API}/orders/{_seg(no)}/receipt", model=Receipt)
 
+    async def resend_receipt(self, no: str) -> None:
+        """``POST /orders/{no}/receipt/resend`` (204): the e-receipt notice again."""
+        await self._request("POST", f"{API}/orders/{_seg(no)}/receipt/resend")
+
     async def claim_paid(self, no: str) -> Order:
         """``POST /orders/{no}/claim-paid``: "I have paid but it still says unpaid"."""
         return await self._request("POST", f"{API}/orders/{_seg(no)}/claim-paid", model=Order)
@@ -388,6 +416,107 @@ class ApiClient:
         """``GET /staff/orders/{no}/receipt``: a student's paid order's receipt."""
         path = f"{API}/staff/orders/{_seg(no)}/receipt"
         return await self._request("GET", path, model=Receipt)
+
+    async def staff_resend_receipt(self, no: str) -> None:
+        """``POST /staff/orders/{no}/receipt/resend`` (204)."""
+        await self._request("POST", f"{API}/staff/orders/{_seg(no)}/receipt/resend")
+
+    async def staff_counter_payment(
+        self,
+        username: str,
+        item_ids: list[str],
+        method: CounterMethod,
+        reference: str | None,
+        idempotency_key: str,
+    ) -> Order:
+        """``POST /staff/students/{username}/counter-payments``: cash or POS, paid now."""
+        body: JSON = {"item_ids": list(item_ids), "method": method}
+        if reference is not None:
+            body["reference"] = reference
+        return await self._request(
+            "POST",
+            f"{API}/staff/students/{_seg(username)}/counter-payments",
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+            model=Order,
+        )
+
+    async def staff_cashier_report(
+        self, date: dt.date | str | None = None, cashier: str | None = None
+    ) -> CashierReport:
+        """``GET /staff/cashier-report``: a day's counter payments (default: today, mine)."""
+        params = {"date": None if date is None else _iso(date), "cashier": cashier}
+        return await self._request(
+            "GET", f"{API}/staff/cashier-report", params=params, model=CashierReport
+        )
+
+    async def staff_discrepancies(self, open_only: bool = False) -> Discrepancies:
+        """``GET /staff/discrepancies[?open=true]``, newest first."""
+        params = {"open": "true" if open_only else None}
+        return await self._request(
+            "GET", f"{API}/staff/discrepancies", params=params, model=Discrepancies
+        )
+
+    async def staff_request_refund(
+        self,
+        order_no: str,
+        reason: str,
+        idempotency_key: str,
+        item_ids: list[str] | None = None,
+        trade_no: str | None = None,
+    ) -> Refund:
+        """``POST /staff/refunds``: items of a paid order, or a trade that paid nothing."""
+        body: JSON = {"order_no": order_no, "reason": reason}
+        if item_ids is not None:
+            body["item_ids"] = list(item_ids)
+        if trade_no is not None:
+            body["trade_no"] = trade_no
+        return await self._request(
+            "POST",
+            f"{API}/staff/refunds",
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+            model=Refund,
+        )
+
+    async def staff_refunds(self, status: RefundStatus | None = None) -> Refunds:
+        """``GET /staff/refunds[?status=]``, newest first."""
+        path = f"{API}/staff/refunds"
+        return await self._request("GET", path, params={"status": status}, model=Refunds)
+
+    async def staff_refund(self, refund_no: str) -> Refund:
+        """``GET /staff/refunds/{refund_no}``."""
+        path = f"{API}/staff/refunds/{_seg(refund_no)}"
+        return await self._request("GET", path, model=Refund)
+
+    async def staff_approve_refund(self, refund_no: str) -> Refund:
+        """``POST /staff/refunds/{refund_no}/approve``: the second pair of eyes."""
+        path = f"{API}/staff/refunds/{_seg(refund_no)}/approve"
+        return await self._request("POST", path, model=Refund)
+
+    async def staff_reject_refund(self, refund_no: str, reason: str) -> Refund:
+        """``POST /staff/refunds/{refund_no}/reject``."""
+        path = f"{API}/staff/refunds/{_seg(refund_no)}/reject"
+        return await self._request("POST", path, json={"reason": reason}, model=Refund)
+
+    async def staff_query_refund(self, refund_no: str) -> Refund:
+        """``POST /staff/refunds/{refund_no}/query``: ask the gateway again."""
+        path = f"{API}/staff/refunds/{_seg(refund_no)}/query"
+        return await self._request("POST", path, model=Refund)
+
+    async def staff_arrears(
+        self, tag: str | None = None, department: str | None = None, class_name: str | None = None
+    ) -> Arrears:
+        """``GET /staff/arrears``: who still owes in a tag, most owed first."""
+        params = {"tag": tag, "department": department, "class_name": class_name}
+        return await self._request("GET", f"{API}/staff/arrears", params=params, model=Arrears)
+
+    async def staff_arrears_csv(
+        self, tag: str | None = None, department: str | None = None, class_name: str | None = None
+    ) -> bytes:
+        """``GET /staff/arrears?format=csv``: UTF-8 with a BOM, as Excel opens it."""
+        params = {"tag": tag, "department": department, "class_name": class_name, "format": "csv"}
+        return await self._request("GET", f"{API}/staff/arrears", params=params, model=bytes)
 
     async def staff_query_order(self, no: str) -> Order:
         """``POST /staff/orders/{no}/query``: gateway query for a student's order."""
@@ -437,6 +566,16 @@ class ApiClient:
     async def latest_captcha(self) -> LatestCaptcha:
         """``GET /sandbox/captcha/latest`` (``--dev-hooks`` only): id and answer."""
         return await self._request("GET", "/sandbox/captcha/latest", model=LatestCaptcha)
+
+    async def sandbox_duplicate_payment(self, order_no: str) -> DuplicatePayment:
+        """``POST /sandbox/duplicate-payment`` (``--dev-hooks`` only): the gateway takes a
+        paid order's amount a second time, as another platform would."""
+        return await self._request(
+            "POST",
+            "/sandbox/duplicate-payment",
+            json={"order_no": order_no},
+            model=DuplicatePayment,
+        )
 
     async def outbox(self) -> Outbox:
         """``GET /sandbox/outbox`` (``--dev-hooks`` only): every SMS and e-mail sent."""

@@ -209,6 +209,32 @@ class OrderNotPaid(Conflict):
     default_message = "The order is not paid: it has no receipt"
 
 
+# -- money after payment (api-money.md) ----------------------------------------
+class ItemNotRefundable(Conflict):
+    code = "ITEM_NOT_REFUNDABLE"
+    default_message = "A fee item cannot be refunded"
+
+
+class TradeNotRefundable(Conflict):
+    code = "TRADE_NOT_REFUNDABLE"
+    default_message = "This trade cannot be refunded"
+
+
+class SameStaff(Forbidden):
+    code = "SAME_STAFF"
+    default_message = "A refund is approved by another staff member than its requester"
+
+
+class RefundNotPending(Conflict):
+    code = "REFUND_NOT_PENDING"
+    default_message = "The refund is no longer pending"
+
+
+class RefundNotFound(NotFound):
+    code = "REFUND_NOT_FOUND"
+    default_message = "No such refund"
+
+
 # -- gateway -------------------------------------------------------------------
 class BadSignature(Unauthorized):
     code = "BAD_SIGNATURE"

@@ -29,12 +29,17 @@ from epay_tui.api.rules import (
 
 Channel = Literal["wechat", "alipay", "ccb"]
 CHANNELS: tuple[Channel, ...] = ("wechat", "alipay", "ccb")
+CounterMethod = Literal["cash", "pos"]
+PaidChannel = Literal["wechat", "alipay", "ccb", "cash", "pos"]
+"""How an order was paid: a gateway's channel, or at the counter."""
 Role = Literal["student", "staff"]
 OrderStatus = Literal["open", "paid", "closed", "awaiting_confirmation"]
 ORDER_STATUSES: tuple[OrderStatus, ...] = OrderStatus.__args__  # type: ignore[attr-defined]
 UNFINISHED_STATUSES: tuple[OrderStatus, ...] = ("open", "awaiting_confirmation")
 CloseReason = Literal["expired", "cancelled", "released"]
-ItemState = Literal["unpaid", "paid", "in_order"]
+ItemState = Literal["unpaid", "paid", "in_order", "refunded"]
+RefundStatus = Literal["pending", "rejected", "processing", "succeeded", "failed"]
+REFUND_STATUSES: tuple[RefundStatus, ...] = RefundStatus.__args__  # type: ignore[attr-defined]
 TradeState = Literal["NOTPAY", "SUCCESS", "CLOSED", "PAYERROR"]
 
 Username = Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -208,8 +213,11 @@ class Fees(Response):
 
 
 # ---------------------------------------------------------------------------- orders
+ItemIds = Annotated[list[ItemId], Field(min_length=1, max_length=MAX_ITEMS_PER_ORDER)]
+
+
 class OrderCreate(Request):
-    item_ids: Annotated[list[ItemId], Field(min_length=1, max_length=MAX_ITEMS_PER_ORDER)]
+    item_ids: ItemIds
 
 
 class OrderItem(Response):
@@ -225,6 +233,14 @@ class PaymentInfo(Response):
     expires_at: datetime
 
 
+class OrderRefund(Response):
+    refund_no: str
+    kind: Literal["items", "trade"]
+    amount: int
+    status: RefundStatus
+    item_ids: list[str]
+
+
 class Order(Response):
     order_no: str
     status: OrderStatus
@@ -236,10 +252,14 @@ class Order(Response):
     expires_at: datetime
     payment: PaymentInfo | None
     paid_at: datetime | None
-    channel: Channel | None
+    channel: PaidChannel | None
     transaction_id: str | None
     receipt_no: str | None
     close_reason: CloseReason | None
+    refunded: int = 0
+    """Fen given back by succeeded ``items`` refunds of this order's payment."""
+    refunds: list[OrderRefund] = Field(default_factory=list)
+    """Every refund tied to the order, of either kind."""
 
     @property
     def unfinished(self) -> bool:
@@ -274,7 +294,7 @@ class Receipt(Response):
     items: list[ReceiptItem]
     total: int
     refunded: int
-    channel: str
+    channel: PaidChannel
     transaction_id: str
     paid_at: datetime
     status: Literal["issued", "partially_refunded", "refunded"]
@@ -373,6 +393,21 @@ class Discrepancy(Response):
     detail: str
 
 
+class DiscrepancyEntry(Response):
+    id: int
+    at: datetime
+    order_no: str
+    kind: str
+    detail: str
+    trade_no: str | None
+    amount: int | None
+    refund_no: str | None
+
+
+class Discrepancies(Response):
+    discrepancies: list[DiscrepancyEntry]
+
+
 class ReconcileResult(Response):
     date: date
     matched: int
@@ -391,3 +426,101 @@ class AuditEntry(Response):
 
 class AuditLog(Response):
     entries: list[AuditEntry]
+
+
+# ---------------------------------------------------------------------------- money (api-money.md)
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+def _printable(value: str) -> str:
+    if not value.strip() or not all(c.isprintable() for c in value):
+        raise ValueError("must be printable characters")
+    return value
+
+
+class CounterPayment(Request):
+    item_ids: ItemIds
+    method: CounterMethod
+    reference: Annotated[Reference, AfterValidator(_printable)] | None = None
+    """The POS slip number (required for ``pos``); for ``cash`` a note, optional."""
+
+
+class CashierPayment(Response):
+    order_no: str
+    username: str
+    name: str
+    method: CounterMethod
+    reference: str | None
+    total: int
+    paid_at: datetime
+
+
+class CashierTotals(Response):
+    cash: int
+    pos: int
+    count: int
+
+
+class CashierReport(Response):
+    date: date
+    cashier: str
+    payments: list[CashierPayment]
+    totals: CashierTotals
+
+
+class RefundRequest(Request):
+    order_no: ShortText
+    item_ids: ItemIds | None = None
+    trade_no: ShortText | None = None
+    reason: Annotated[Reason, AfterValidator(_printable)]
+
+
+class RefundDecision(Request):
+    reason: Annotated[Reason, AfterValidator(_printable)]
+
+
+class Refund(Response):
+    refund_no: str
+    kind: Literal["items", "trade"]
+    order_no: str
+    item_ids: list[str]
+    trade_no: str | None
+    amount: int
+    channel: PaidChannel
+    reason: str
+    status: RefundStatus
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    settled_at: datetime | None
+
+
+class Refunds(Response):
+    refunds: list[Refund]
+
+
+class ArrearsStudent(Response):
+    username: str
+    name: str
+    department: str
+    class_name: str
+    outstanding: int
+
+
+class Arrears(Response):
+    tag: str
+    students: list[ArrearsStudent]
+    total_outstanding: int
+    count: int
+
+
+class DuplicatePaymentRequest(Request):
+    order_no: ShortText
+
+
+class DuplicatePayment(Response):
+    trade_no: str
+    transaction_id: str
+    amount: int

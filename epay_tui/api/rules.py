@@ -86,6 +86,13 @@ def format_fen(fen: int) -> str:
     return f"{sign}¥{yuan:,}.{cents:02d}"
 
 
+def plain_yuan(fen: int) -> str:
+    """Integer fen as a spreadsheet's number: ``650000`` -> ``6500.00``."""
+    sign = "-" if fen < 0 else ""
+    yuan, cents = divmod(abs(fen), 100)
+    return f"{sign}{yuan}.{cents:02d}"
+
+
 # ---------------------------------------------------------------------------- contacts
 PHONE_RE = re.compile(r"1[3-9][0-9]{9}")
 r"""ASCII digits only: ``\d`` would also take Arabic-Indic or fullwidth digits."""

@@ -19,7 +19,7 @@ from epay_tui.server import demo_data, payments
 from epay_tui.server.backend import Backend
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.deps import loopback_only
-from epay_tui.server.routes import auth, me, orders, public, sandbox, staff
+from epay_tui.server.routes import auth, me, money, orders, public, sandbox, staff
 
 log = logging.getLogger("epay_tui.server")
 MAX_BODY_BYTES = 64 * 1024
@@ -173,7 +173,7 @@ def create_app(config: ServerConfig, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (public, auth, me, orders, staff, sandbox):
+    for module in (public, auth, me, orders, staff, money, sandbox):
         app.include_router(module.router)
     if config.dev_hooks:
         app.include_router(sandbox.dev_router, dependencies=[Depends(loopback_only)])

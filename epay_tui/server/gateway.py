@@ -280,6 +280,22 @@ class SandboxGateway:
             trade_state="SUCCESS" if body.outcome == "success" else "NOTPAY"
         )
 
+    def duplicate_payment(
+        self, order_no: str, channel: str, amount: int, payee: str
+    ) -> tuple[str, str]:
+        """A second successful payment of an order, as when its student also paid on
+        another of the college's platforms; its notify is queued. ``(trade_no,
+        transaction_id)``."""
+        now = self.backend.time.ts()
+        trade_no, _ = self.create_trade(order_no, channel, amount, payee, [], now + 60)
+        transaction_id = self._transaction_id(channel)
+        with self.store.write() as tx:
+            trades.start_paying(
+                tx, trade_no, settles_at=now, notify_mode="now", transaction_id=transaction_id
+            )
+            self._settle(tx, trade_no, now, "now", now)
+        return trade_no, transaction_id
+
     @staticmethod
     def _transaction_id(channel: str) -> str:
         return _TXN_PREFIX[channel] + f"{secrets.randbelow(10**24):024d}"

@@ -17,7 +17,7 @@ import secrets
 from epay_tui.api import errors, models, rules
 from epay_tui.server.accounts import Session, profile_of
 from epay_tui.server.backend import Backend
-from epay_tui.server.store import orders
+from epay_tui.server.store import money, orders
 from epay_tui.server.store.engine import Record, Tx
 
 
@@ -28,6 +28,8 @@ def fees_of(tx: Tx, username: str) -> models.Fees:
         outstanding = r["amount_due"] - r["amount_paid"]
         if r["lock_order"]:
             state, order_no = "in_order", r["lock_order"]
+        elif r["refunded"] and r["amount_due"] <= 0:
+            state, order_no = "refunded", r["paid_order_no"]
         elif outstanding <= 0:
             state, order_no = "paid", r["paid_order_no"]
         else:
@@ -55,7 +57,7 @@ def fees(backend: Backend, username: str) -> models.Fees:
 
 
 # ---------------------------------------------------------------------------- reading orders
-def _order_model(backend: Backend, tx: Tx, row: Record) -> models.Order:
+def order_model(backend: Backend, tx: Tx, row: Record) -> models.Order:
     at = backend.time.at
     items = orders.order_items_of(tx, row["order_no"])
     payment = None
@@ -83,10 +85,32 @@ def _order_model(backend: Backend, tx: Tx, row: Record) -> models.Order:
         transaction_id=row["transaction_id"],
         receipt_no=row["receipt_no"],
         close_reason=row["close_reason"],
+        refunded=row["refunded"],
+        refunds=refunds_of(tx, row["order_no"]),
     )
 
 
-def _row(tx: Tx, order_no: str, username: str | None, *, lock: bool = False) -> Record:
+def refunds_of(tx: Tx, order_no: str) -> list[models.OrderRefund]:
+    """Every refund tied to the order, of either kind, oldest first."""
+    found = money.refunds_of_order(tx, order_no)
+    if not found:
+        return []
+    items: dict[str, list[str]] = {}
+    for r in money.refund_items_of_order(tx, order_no):
+        items.setdefault(r["refund_no"], []).append(r["item_id"])
+    return [
+        models.OrderRefund(
+            refund_no=r["refund_no"],
+            kind=r["kind"],
+            amount=r["amount"],
+            status=r["status"],
+            item_ids=items.get(r["refund_no"], []),
+        )
+        for r in found
+    ]
+
+
+def order_row(tx: Tx, order_no: str, username: str | None, *, lock: bool = False) -> Record:
     """The order row (``lock``: taken until the transaction ends, to change its status);
     another user's order answers exactly like an unknown one."""
     row = orders.order_row(tx, order_no, lock=lock)
@@ -97,10 +121,10 @@ def _row(tx: Tx, order_no: str, username: str | None, *, lock: bool = False) -> 
 
 def get_order(backend: Backend, order_no: str, username: str | None) -> models.Order:
     with backend.store.read() as tx:
-        _row(tx, order_no, username)
+        order_row(tx, order_no, username)
     expire_if_due(backend, order_no)
     with backend.store.read() as tx:
-        return _order_model(backend, tx, _row(tx, order_no, username))
+        return order_model(backend, tx, order_row(tx, order_no, username))
 
 
 def list_orders(backend: Backend, username: str) -> models.Orders:
@@ -111,7 +135,7 @@ def list_orders(backend: Backend, username: str) -> models.Orders:
 
 def orders_of(backend: Backend, tx: Tx, username: str) -> list[models.Order]:
     """The student's orders, newest first."""
-    return [_order_model(backend, tx, r) for r in orders.orders_of(tx, username)]
+    return [order_model(backend, tx, r) for r in orders.orders_of(tx, username)]
 
 
 # ---------------------------------------------------------------------------- creating
@@ -119,7 +143,7 @@ def _body_key(item_ids: list[str]) -> str:
     return json.dumps(sorted(set(item_ids)))
 
 
-def _new_order_no(backend: Backend) -> str:
+def new_order_no(backend: Backend) -> str:
     return f"{backend.time.now():%Y%m%d}{secrets.randbelow(10**10):010d}"
 
 
@@ -146,7 +170,7 @@ def create_order(backend: Backend, session: Session, key: str, item_ids: list[st
             order_no = _insert_order(backend, tx, username, item_ids, now)
             orders.remember_key(tx, username, key, body, order_no)
             backend.audit(username, "order.created", order_no, {"items": sorted(set(item_ids))})
-            created = _order_model(backend, tx, _row(tx, order_no, None))
+            created = order_model(backend, tx, order_row(tx, order_no, None))
     if replay_no is not None:
         return get_order(backend, replay_no, username)
     backend.events.publish(order_no)
@@ -174,6 +198,17 @@ def _insert_order(backend: Backend, tx: Tx, username: str, item_ids: list[str], 
     problems = profile_of(tx, username).profile_problems
     if problems:
         raise errors.ProfileIncomplete(problems=problems)
+    receipt_type, lines = checked_items(tx, username, item_ids)
+    order_no = add_order(backend, tx, username, receipt_type, lines, now)
+    orders.lock_items(tx, order_no, [item_id for item_id, _, _ in lines])
+    return order_no
+
+
+def checked_items(
+    tx: Tx, username: str, item_ids: list[str]
+) -> tuple[str, list[tuple[str, str, int]]]:
+    """The items an order may take, as ``(receipt type, [(id, name, amount)])``, or the
+    refusal of api.md: unknown, mixed receipt types, already paid, in an unfinished order."""
     ids = list(dict.fromkeys(item_ids))
     by_id = {r["id"]: r for r in orders.fee_items_by_id(tx, username, ids)}
     missing = [i for i in ids if i not in by_id]
@@ -192,10 +227,21 @@ def _insert_order(backend: Backend, tx: Tx, username: str, item_ids: list[str], 
             order_no=locked[0]["lock_order"],
             item_ids=[r["id"] for r in locked if r["lock_order"] == locked[0]["lock_order"]],
         )
-    order_no = _new_order_no(backend)
+    return receipt_type, [(r["id"], r["name"], r["amount_due"] - r["amount_paid"]) for r in items]
+
+
+def add_order(
+    backend: Backend,
+    tx: Tx,
+    username: str,
+    receipt_type: str,
+    lines: list[tuple[str, str, int]],
+    now: float,
+) -> str:
+    """A new open order of ``lines`` under a fresh number; returns the number."""
+    order_no = new_order_no(backend)
     while orders.order_no_taken(tx, order_no):
-        order_no = _new_order_no(backend)
-    lines = [(r["id"], r["name"], r["amount_due"] - r["amount_paid"]) for r in items]
+        order_no = new_order_no(backend)
     orders.add_order(
         tx,
         order_no=order_no,
@@ -207,7 +253,6 @@ def _insert_order(backend: Backend, tx: Tx, username: str, item_ids: list[str], 
         expires_at=min(now + backend.config.order_ttl_seconds, backend.time.todays_close()),
     )
     orders.add_order_items(tx, order_no, lines)
-    orders.lock_items(tx, order_no, ids)
     return order_no
 
 
@@ -227,48 +272,24 @@ def record_payment(
     order closed, or paid by another trade) is kept as a discrepancy for finance.
     """
     with backend.store.write() as tx:
-        row = _row(tx, order_no, None, lock=True)
+        row = order_row(tx, order_no, None, lock=True)
         if row["transaction_id"] == transaction_id:
             return False
+        kept = (trade_no, amount)  # money the order does not keep, to give back
         if amount != row["total"]:
-            _discrepancy(
-                backend,
-                tx,
-                order_no,
-                "amount_mismatch",
-                f"gateway {amount} vs order {row['total']} ({transaction_id})",
-            )
+            detail = f"gateway {amount} vs order {row['total']} ({transaction_id})"
+            keep_discrepancy(backend, tx, order_no, "amount_mismatch", detail, *kept)
             return False
         if row["status"] not in ("open", "awaiting_confirmation"):
-            _discrepancy(
-                backend,
-                tx,
-                order_no,
-                f"paid_when_{row['status']}",
-                f"trade {trade_no} transaction {transaction_id}",
-            )
+            detail = f"trade {trade_no} transaction {transaction_id}"
+            keep_discrepancy(backend, tx, order_no, f"paid_when_{row['status']}", detail, *kept)
             return False
         channel = orders.order_trade_channel(tx, order_no, trade_no)
         if channel is None:
-            _discrepancy(backend, tx, order_no, "unknown_trade", trade_no)
+            keep_discrepancy(backend, tx, order_no, "unknown_trade", trade_no, *kept)
             return False
-        receipt_no = f"R{backend.time.at(paid_at):%Y%m%d}{secrets.randbelow(10**8):08d}"
-        orders.mark_paid(
-            tx,
-            order_no,
-            paid_at=paid_at,
-            channel=channel,
-            transaction_id=transaction_id,
-            receipt_no=receipt_no,
-            check_code=f"{secrets.randbelow(10**6):06d}",  # 校验码, fixed from now on
-        )
-        items = orders.order_items_of(tx, order_no)
-        for item in items:
-            if not orders.pay_item(tx, item["item_id"], item["amount"], order_no):
-                # the item lock makes this impossible; refuse loudly if not
-                raise errors.InternalError("fee item would be paid twice")
+        mark_paid(backend, tx, row, paid_at, channel, transaction_id)
         orders.release_items(tx, order_no)
-        _send_receipt(backend, tx, row, items, receipt_no, transaction_id)
         backend.audit(
             "gateway", "order.paid", order_no, {"via": how, "transaction_id": transaction_id}
         )
@@ -276,15 +297,46 @@ def record_payment(
     return True
 
 
+def mark_paid(
+    backend: Backend, tx: Tx, row: Record, paid_at: float, channel: str, transaction_id: str
+) -> None:
+    """The order (its row held) is paid: receipt number and check code drawn, its items
+    paid, the receipt notice sent."""
+    order_no = row["order_no"]
+    receipt_no = f"R{backend.time.at(paid_at):%Y%m%d}{secrets.randbelow(10**8):08d}"
+    orders.mark_paid(
+        tx,
+        order_no,
+        paid_at=paid_at,
+        channel=channel,
+        transaction_id=transaction_id,
+        receipt_no=receipt_no,
+        check_code=f"{secrets.randbelow(10**6):06d}",  # 校验码, fixed from now on
+    )
+    items = orders.order_items_of(tx, order_no)
+    for item in items:
+        if not orders.pay_item(tx, item["item_id"], item["amount"], order_no):
+            # the item lock (or the counter's check under the student's row) makes this
+            # impossible; refuse loudly if not
+            raise errors.InternalError("fee item would be paid twice")
+    send_receipt(backend, tx, row, items, receipt_no, transaction_id)
+
+
 def receipt(backend: Backend, order_no: str, username: str | None) -> models.Receipt:
     """A paid order's receipt as fixed at payment (``username``: only that student's;
-    None: staff). Refunds are not recorded yet: ``refunded`` is 0 and it is ``issued``."""
+    None: staff), with what succeeded refunds of its items gave back."""
     with backend.store.read() as tx:
-        row = _row(tx, order_no, username)
+        row = order_row(tx, order_no, username)
         if row["status"] != "paid":
             raise errors.OrderNotPaid()
         items = orders.order_items_of(tx, order_no)
         payer = orders.contacts_of(tx, row["username"])
+        given_back = _items_refunded(tx, order_no)
+    refunded = row["refunded"]
+    if refunded <= 0:
+        status = "issued"
+    else:
+        status = "refunded" if refunded >= row["total"] else "partially_refunded"
     return models.Receipt(
         receipt_no=row["receipt_no"],
         check_code=row["check_code"],
@@ -293,21 +345,42 @@ def receipt(backend: Backend, order_no: str, username: str | None) -> models.Rec
         payer=models.ReceiptPayer(username=row["username"], name=payer["name"]),
         payee=row["payee"],
         items=[
-            models.ReceiptItem(id=i["item_id"], name=i["name"], amount=i["amount"], refunded=0)
+            models.ReceiptItem(
+                id=i["item_id"],
+                name=i["name"],
+                amount=i["amount"],
+                refunded=given_back.get(i["item_id"], 0),
+            )
             for i in items
         ],
         total=row["total"],
-        refunded=0,
+        refunded=refunded,
         channel=row["channel"],
         transaction_id=row["transaction_id"],
         paid_at=backend.time.at(row["paid_at"]),
-        status="issued",
+        status=status,
     )
 
 
-def _send_receipt(
+def _items_refunded(tx: Tx, order_no: str) -> dict[str, int]:
+    """What the order's succeeded ``items`` refunds gave back, by item."""
+    succeeded = {
+        r["refund_no"]
+        for r in money.refunds_of_order(tx, order_no)
+        if r["kind"] == "items" and r["status"] == "succeeded"
+    }
+    given: dict[str, int] = {}
+    for r in money.refund_items_of_order(tx, order_no):
+        if r["refund_no"] in succeeded:
+            given[r["item_id"]] = given.get(r["item_id"], 0) + r["amount"]
+    return given
+
+
+def send_receipt(
     backend: Backend, tx: Tx, order: Record, items: list[Record], receipt_no: str, txn: str
 ) -> None:
+    """The e-receipt notice by SMS and e-mail, to whichever of the student's contacts on
+    file now are valid."""
     user = orders.contacts_of(tx, order["username"])
     names = "、".join(r["name"] for r in items)
     body = (
@@ -315,20 +388,32 @@ def _send_receipt(
         f"项目 {names}，金额 {rules.format_fen(order['total'])}，收款方 {order['payee']}，"
         f"交易号 {txn}。"
     )
-    if user["phone"]:
+    if user["phone"] and rules.phone_problem(user["phone"]) is None:
         backend.send_message(tx, "sms", user["phone"], body)
-    if user["email"]:
+    if user["email"] and rules.email_problem(user["email"]) is None:
         backend.send_message(tx, "email", user["email"], body)
 
 
-def _discrepancy(backend: Backend, tx: Tx, order_no: str, kind: str, detail: str) -> None:
+def keep_discrepancy(
+    backend: Backend,
+    tx: Tx,
+    order_no: str,
+    kind: str,
+    detail: str,
+    trade_no: str | None = None,
+    amount: int | None = None,
+) -> None:
     """Keep a discrepancy for the finance office; the same one again adds nothing (the
-    caller holds the order's row)."""
+    caller holds the order's row). ``trade_no`` and ``amount``: a trade that took money
+    the order does not keep, kept once whatever found it (notify, query, reconciliation)."""
+    if trade_no is not None and money.trade_discrepancy(tx, trade_no) is not None:
+        return
     if not orders.has_discrepancy(tx, order_no, kind, detail):
-        orders.add_discrepancy(tx, backend.time.ts(), order_no, kind, detail)
+        values = {"trade_no": trade_no, "amount": amount}
+        orders.add_discrepancy(tx, backend.time.ts(), order_no, kind, detail, **values)
 
 
-def _apply_trade(backend: Backend, order_no: str, trade_no: str, how: str) -> bool:
+def apply_trade(backend: Backend, order_no: str, trade_no: str, how: str) -> bool:
     """Ask the gateway about a trade; record it if paid. True when the trade is paid."""
     view = backend.gateway.query(trade_no)
     if view.state != "SUCCESS":
@@ -349,12 +434,12 @@ def _close_trade_then_release(
     if trade_no:
         outcome = backend.gateway.close(trade_no)
         if outcome == "paid":
-            _apply_trade(backend, row["order_no"], trade_no, how)
+            apply_trade(backend, row["order_no"], trade_no, how)
             return "paid"
         if outcome == "in_progress":
             return "in_progress"
     with backend.store.write() as tx:
-        current = _row(tx, row["order_no"], None, lock=True)
+        current = order_row(tx, row["order_no"], None, lock=True)
         if current["status"] != status:
             return "changed"
         orders.mark_closed(tx, row["order_no"], reason, backend.time.ts())
@@ -374,7 +459,7 @@ def expire_if_due(backend: Backend, order_no: str) -> None:
         return
     with backend.order_locks.hold(order_no):
         with backend.store.read() as tx:
-            row = _row(tx, order_no, None)
+            row = order_row(tx, order_no, None)
         if row["status"] == "open" and row["expires_at"] <= backend.time.ts():
             _close_trade_then_release(backend, row, "open", "expired", "expiry")
 
@@ -395,7 +480,7 @@ def sweep_all(backend: Backend) -> None:
 # ---------------------------------------------------------------------------- order actions
 def _open_row(backend: Backend, order_no: str, username: str | None) -> Record:
     with backend.store.read() as tx:
-        row = _row(tx, order_no, username)
+        row = order_row(tx, order_no, username)
     if row["status"] != "open":
         raise errors.OrderNotOpen(status=row["status"])
     return row
@@ -404,7 +489,7 @@ def _open_row(backend: Backend, order_no: str, username: str | None) -> Record:
 def pay(backend: Backend, session: Session, order_no: str, channel: str) -> models.PayQr:
     """Issue the QR for a channel; switching channel closes the old trade first."""
     with backend.store.read() as tx:
-        _row(tx, order_no, session.username)
+        order_row(tx, order_no, session.username)
     expire_if_due(backend, order_no)
     with backend.order_locks.hold(order_no):
         row = _open_row(backend, order_no, session.username)
@@ -417,7 +502,7 @@ def pay(backend: Backend, session: Session, order_no: str, channel: str) -> mode
                 return _qr(backend, row, channel, row["qr_url"])
             outcome = backend.gateway.close(row["pay_trade_no"])
             if outcome == "paid":
-                _apply_trade(backend, order_no, row["pay_trade_no"], "channel_switch")
+                apply_trade(backend, order_no, row["pay_trade_no"], "channel_switch")
                 raise errors.OrderAlreadyPaid()
             if outcome == "in_progress":
                 raise errors.PaymentInProgress()
@@ -440,7 +525,7 @@ def pay(backend: Backend, session: Session, order_no: str, channel: str) -> mode
                 issued_at=now,
                 expires_at=row["expires_at"],
             )
-            row = _row(tx, order_no, None)
+            row = order_row(tx, order_no, None)
             backend.audit(session.username, "order.pay", order_no, {"channel": channel})
     backend.events.publish(order_no)
     return _qr(backend, row, channel, qr_url)
@@ -460,20 +545,20 @@ def _qr(backend: Backend, row: Record, channel: str, qr_url: str) -> models.PayQ
 def query(backend: Backend, order_no: str, username: str | None) -> models.Order:
     """Ask the gateway now and apply its answer (also what staff use)."""
     with backend.store.read() as tx:
-        row = _row(tx, order_no, username)
+        row = order_row(tx, order_no, username)
     if row["status"] in ("open", "awaiting_confirmation"):
         with backend.order_locks.hold(order_no):
             with backend.store.read() as tx:
                 trades = orders.order_trade_nos(tx, order_no)
             for trade in trades:
-                if _apply_trade(backend, order_no, trade, "query"):
+                if apply_trade(backend, order_no, trade, "query"):
                     break
     return get_order(backend, order_no, username)
 
 
 def cancel(backend: Backend, session: Session, order_no: str) -> models.Order:
     with backend.store.read() as tx:
-        _row(tx, order_no, session.username)
+        order_row(tx, order_no, session.username)
     expire_if_due(backend, order_no)
     with backend.order_locks.hold(order_no):
         row = _open_row(backend, order_no, session.username)
@@ -485,11 +570,11 @@ def cancel(backend: Backend, session: Session, order_no: str) -> models.Order:
 def claim_paid(backend: Backend, session: Session, order_no: str) -> models.Order:
     """Claim "I have paid": the gateway first; unpaid -> awaiting_confirmation, items locked."""
     with backend.store.read() as tx:
-        _row(tx, order_no, session.username)
+        order_row(tx, order_no, session.username)
     expire_if_due(backend, order_no)
     with backend.order_locks.hold(order_no):
         row = _open_row(backend, order_no, session.username)
-        paid = row["pay_trade_no"] and _apply_trade(
+        paid = row["pay_trade_no"] and apply_trade(
             backend, order_no, row["pay_trade_no"], "claim_paid"
         )
         with backend.store.write() as tx:
@@ -512,13 +597,13 @@ def handle_notify(backend: Backend, channel: str, body: models.GatewayNotify) ->
     if body.channel != channel:
         raise errors.ValidationFailed(fields={"channel": "does not match the notify path"})
     with backend.store.read() as tx:
-        row = _row(tx, body.order_no, None)
+        row = order_row(tx, body.order_no, None)
     if body.trade_state != "SUCCESS" or body.transaction_id is None or body.paid_at is None:
         return
     if body.amount != row["total"]:
         with backend.store.write() as tx:
-            _row(tx, body.order_no, None, lock=True)  # its discrepancies, one at a time
-            _discrepancy(
+            order_row(tx, body.order_no, None, lock=True)  # its discrepancies, one at a time
+            keep_discrepancy(
                 backend,
                 tx,
                 body.order_no,
@@ -561,7 +646,7 @@ def _confirmed(backend: Backend, body: models.GatewayNotify):
 def close_awaiting(backend: Backend, order_no: str) -> str:
     """Reconciliation found no payment: close the trade at the gateway, then release."""
     with backend.store.read() as tx:
-        row = _row(tx, order_no, None)
+        row = order_row(tx, order_no, None)
     if row["status"] != "awaiting_confirmation":
         return "changed"
     return _close_trade_then_release(backend, row, "awaiting_confirmation", "released", "reconcile")

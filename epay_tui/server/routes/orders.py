@@ -1,4 +1,5 @@
-"""Orders: idempotent creation, long-poll reads, pay, query, cancel, claim-paid, receipt."""
+"""Orders: idempotent creation, long-poll reads, pay, query, cancel, claim-paid, receipt
+and its resend."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import asyncio
 import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from epay_tui.api import errors, models
-from epay_tui.server import payments
+from epay_tui.server import money, payments
 from epay_tui.server.deps import AUTH_ERRORS, BackendDep, StudentSession, error_responses
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
@@ -122,6 +123,25 @@ def receipt(order_no: str, backend: BackendDep, session: StudentSession) -> mode
     """The paid order's receipt (电子票据): number, check code, items, payer, payee; an
     unpaid order has none (``409 ORDER_NOT_PAID``)."""
     return payments.receipt(backend, order_no, session.username)
+
+
+@router.post(
+    "/{order_no}/receipt/resend",
+    status_code=204,
+    responses=error_responses(
+        *AUTH_ERRORS,
+        errors.OrderNotFound,
+        errors.OrderNotPaid,
+        errors.ProfileIncomplete,
+        errors.RateLimited,
+    ),
+)
+def resend_receipt(order_no: str, backend: BackendDep, session: StudentSession) -> Response:
+    """The e-receipt notice again: one SMS and one e-mail to the contacts on file now.
+    Three resends of an order in 24 hours; the fourth is `429 RATE_LIMITED` with
+    `details.retry_after` (seconds)."""
+    money.resend_receipt(backend, order_no, session.username, session.username)
+    return Response(status_code=204)
 
 
 @router.post(

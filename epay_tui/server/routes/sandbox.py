@@ -171,3 +171,28 @@ def outbox(backend: BackendDep) -> models.Outbox:
             for r in rows
         ]
     )
+
+
+@dev_router.post(
+    "/sandbox/duplicate-payment",
+    response_model=models.DuplicatePayment,
+    responses=error_responses(errors.OrderNotFound, errors.OrderNotPaid),
+)
+async def duplicate_payment(
+    body: models.DuplicatePaymentRequest, backend: BackendDep
+) -> models.DuplicatePayment:
+    """The gateway takes a paid order's amount a second time (``--dev-hooks`` only), as
+    when its student also paid on the college's phone platform, and sends its notify: the
+    backend keeps it as a discrepancy, nothing is paid twice. A counter payment's order
+    is paid again by WeChat."""
+    order = await run_in_threadpool(payments.get_order, backend, body.order_no, None)
+    if order.status != "paid":
+        raise errors.OrderNotPaid()
+    channel = order.channel if order.channel in models.CHANNELS else "wechat"
+    trade_no, transaction_id = await run_in_threadpool(
+        backend.sandbox.duplicate_payment, order.order_no, channel, order.total, order.payee
+    )
+    await backend.sandbox.dispatch_due()
+    return models.DuplicatePayment(
+        trade_no=trade_no, transaction_id=transaction_id, amount=order.total
+    )

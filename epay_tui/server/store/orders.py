@@ -307,7 +307,9 @@ _HAS_DISCREPANCY = Query(
     )
     .limit(1)
 )
-_ADD_DISCREPANCY = inserting(discrepancies, "at", "order_no", "kind", "detail")
+_ADD_DISCREPANCY = inserting(
+    discrepancies, "at", "order_no", "kind", "detail", "trade_no", "amount"
+)
 
 
 def has_discrepancy(tx: Tx, order_no: str, kind: str, detail: str) -> bool:
@@ -315,9 +317,20 @@ def has_discrepancy(tx: Tx, order_no: str, kind: str, detail: str) -> bool:
     return tx.execute(_HAS_DISCREPANCY, values).fetchone() is not None
 
 
-def add_discrepancy(tx: Tx, at: float, order_no: str, kind: str, detail: str) -> None:
+def add_discrepancy(
+    tx: Tx,
+    at: float,
+    order_no: str,
+    kind: str,
+    detail: str,
+    *,
+    trade_no: str | None = None,
+    amount: int | None = None,
+) -> None:
+    """A discrepancy; ``trade_no`` and ``amount`` name money taken that the order did
+    not keep."""
     values = {"at": at, "order_no": order_no, "kind": kind, "detail": detail}
-    tx.execute(_ADD_DISCREPANCY, values)
+    tx.execute(_ADD_DISCREPANCY, {**values, "trade_no": trade_no, "amount": amount})
 
 
 # ---------------------------------------------------------------------------- receipts

@@ -112,6 +112,7 @@ fee_items = Table(
     Column("amount_due", BigInteger, nullable=False),
     Column("amount_paid", BigInteger, nullable=False, server_default="0"),
     _text("paid_order_no"),
+    Column("refunded", BigInteger, nullable=False, server_default="0"),  # given back
     CheckConstraint("amount_due >= 0"),
     CheckConstraint("amount_paid >= 0"),
     Index("fee_items_user", "username"),
@@ -140,7 +141,11 @@ orders = Table(
     _text("check_code"),
     _text("close_reason"),
     _when("closed_at"),
+    _text("cashier"),  # a counter payment's staff member
+    _text("reference"),  # a counter payment's POS slip number or cash note
+    Column("refunded", BigInteger, nullable=False, server_default="0"),  # items refunds
     Index("orders_user", "username", "created_at"),
+    Index("orders_cashier", "cashier", "paid_at"),
     UniqueConstraint("username", "seq"),
     Index("orders_status", "status", "expires_at"),
 )
@@ -183,6 +188,59 @@ discrepancies = Table(
     _text("order_no", nullable=False),
     _text("kind", nullable=False),
     _text("detail", nullable=False),
+    _text("trade_no"),  # a trade that took money the order did not keep, and how much
+    Column("amount", BigInteger),
+    Index("discrepancies_trade", "trade_no"),
+)
+refunds = Table(
+    "refunds",
+    metadata,
+    _text("refund_no", primary_key=True),
+    _text("kind", nullable=False),  # items | trade
+    _text("order_no", nullable=False),
+    _text("trade_no"),
+    Column("amount", BigInteger, nullable=False),
+    _text("channel", nullable=False),
+    _text("reason", nullable=False),
+    _text("status", nullable=False),
+    _text("requested_by", nullable=False),
+    _when("requested_at", nullable=False),
+    _text("decided_by"),
+    _when("decided_at"),
+    _when("settled_at"),
+    CheckConstraint("amount > 0"),
+    Index("refunds_order", "order_no"),
+    Index("refunds_status", "status", "requested_at"),
+)
+refund_items = Table(
+    "refund_items",
+    metadata,
+    _text("refund_no", nullable=False),
+    _text("item_id", nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    PrimaryKeyConstraint("refund_no", "item_id"),
+)
+refund_claims = Table(  # "item:ID" / "trade:NO" in one live refund at most: the key is the lock
+    "refund_claims",
+    metadata,
+    _text("claim", primary_key=True),
+    _text("refund_no", nullable=False),
+)
+staff_requests = Table(  # staff members' Idempotency-Keys: counter payments and refunds
+    "staff_requests",
+    metadata,
+    _text("staff", nullable=False),
+    _text("key", nullable=False),
+    _text("body", nullable=False),
+    _text("result", nullable=False),
+    PrimaryKeyConstraint("staff", "key"),
+)
+receipt_resends = Table(
+    "receipt_resends",
+    metadata,
+    _text("order_no", nullable=False),
+    _when("at", nullable=False),
+    Index("receipt_resends_order", "order_no", "at"),
 )
 outbox = Table(
     "outbox",

@@ -16,7 +16,7 @@ from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, insp
 
 from epay_tui.server.store.schema import metadata
 
-NEWEST = "0004"
+NEWEST = "0005"
 """The newest version in ``versions/`` (a test holds the two together)."""
 
 _alembic_version = Table(  # Alembic's own bookkeeping table, as Alembic makes it
