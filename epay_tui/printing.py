@@ -39,7 +39,8 @@ GS_SIZE_DOUBLE = b"\x1d\x21\x11"  # GS !: double width and height, Chinese chara
 GS_SIZE_NORMAL = b"\x1d\x21\x00"
 
 _FORMS = (
-    "usb:VID:PID (hex, e.g. usb:04b8:0202), network:HOST[:PORT] (port 9100 if none),"
+    "usb:VID:PID (hex, e.g. usb:04b8:0202), network:HOST[:PORT] (port 9100 if none;"
+    " [IPv6]:PORT),"
     " serial:DEVICE (e.g. serial:/dev/ttyS0) or file:PATH (e.g. file:/dev/usb/lp0)"
 )
 _HEX_ID = re.compile(r"(?:0x)?([0-9a-fA-F]{1,4})")
@@ -64,7 +65,7 @@ class PrinterTarget:
     product_id: int | None = None
     """usb: its product id."""
     host: str | None = None
-    """network: host name or IPv4 address."""
+    """network: host name, IPv4 or IPv6 address (no brackets)."""
     port: int | None = None
     """network: TCP port, 9100 unless told."""
     path: str | None = None
@@ -74,7 +75,8 @@ class PrinterTarget:
         if self.kind == "usb":
             return f"usb:{self.vendor_id:04x}:{self.product_id:04x}"
         if self.kind == "network":
-            return f"network:{self.host}:{self.port}"
+            host = f"[{self.host}]" if ":" in (self.host or "") else self.host
+            return f"network:{host}:{self.port}"
         return f"{self.kind}:{self.path}"
 
 
@@ -107,7 +109,15 @@ def parse_target(text: str) -> PrinterTarget:
             raise refuse("a USB id of 0 would match any device")
         return PrinterTarget("usb", vendor_id=vendor, product_id=product)
     if kind == "network":
-        host, colon, port_text = rest.partition(":")
+        if rest.startswith("["):  # [IPv6]:PORT
+            host, bracket, after = rest[1:].partition("]")
+            if not bracket or not _is_ipv6(host) or after[:1] not in ("", ":"):
+                raise refuse(f"{rest!r} is not [IPv6 address] or [IPv6 address]:PORT")
+            colon, port_text = after[:1], after[1:]
+        else:
+            host, colon, port_text = rest.partition(":")
+            if not _HOST.fullmatch(host):
+                raise refuse(f"{host!r} is not a host name or IPv4 address")
         port = DEFAULT_NETWORK_PORT
         if colon:
             if not port_text.isascii() or not port_text.isdigit():
@@ -115,16 +125,25 @@ def parse_target(text: str) -> PrinterTarget:
             port = int(port_text)
             if not 1 <= port <= 65535:
                 raise refuse(f"port {port} is not 1-65535")
-        if not _HOST.fullmatch(host):
-            raise refuse(f"{host!r} is not a host name or IPv4 address")
         return PrinterTarget("network", host=host, port=port)
     return PrinterTarget(kind, path=rest)
 
 
+def _is_ipv6(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 # ------------------------------------------------------------------------------- slip
 def _width(text: str) -> int:
-    """Columns on the printer: a wide (CJK, fullwidth) character takes two."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    """Columns on the printer: in Chinese mode every non-ASCII character is a two-byte
+    GB character printed two columns wide, even those a terminal draws narrow (·, ×)."""
+    return sum(1 if ch.isascii() else 2 for ch in text)
 
 
 def _clean(text: str) -> str:
