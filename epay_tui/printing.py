@@ -275,6 +275,8 @@ def send(target: PrinterTarget, data: bytes, *, timeout: float = 10.0) -> None:
             device.device = socket.create_connection((target.host, target.port), timeout)
         else:
             device.open()
+        if target.kind == "serial":  # escpos sets only the read timeout: a write waiting
+            device.device.write_timeout = timeout  # for DSR would block for ever
         device._raw(data)
     except PrintFailed:
         raise
