@@ -136,6 +136,12 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--idle-timeout", type=int, default=None, metavar="SECONDS", help="kiosk idle logout"
     )
+    parser.add_argument(
+        "--printer",
+        default=None,
+        metavar="TARGET",
+        help="receipt printer: usb:VID:PID, network:HOST[:PORT], serial:DEVICE or file:PATH",
+    )
     parser.add_argument("--config", default=None, metavar="PATH", help="TOML settings file")
 
 
@@ -150,6 +156,7 @@ def run_client(args: argparse.Namespace) -> int:
                 "kiosk": args.kiosk,
                 "helpdesk": args.helpdesk,
                 "idle_timeout": args.idle_timeout,
+                "printer": args.printer,
             },
             config_path=args.config,
         )

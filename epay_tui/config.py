@@ -38,6 +38,9 @@ class Settings:
     """Kiosk: scrypt hash of the staff PIN that quitting asks for."""
     timeout: float = 10.0
     """HTTP timeout in seconds."""
+    printer: str | None = None
+    """Receipt printer: ``usb:VID:PID``, ``network:HOST[:PORT]``, ``serial:DEVICE`` or
+    ``file:PATH`` (see ``epay_tui.printing.parse_target``); unset prints nothing."""
 
     def __post_init__(self) -> None:
         if self.server is not None and not self.server.startswith(("http://", "https://")):
@@ -48,6 +51,13 @@ class Settings:
             raise SettingsError(f"idle_timeout must be 10-3600 seconds, not {self.idle_timeout}")
         if not 0 < self.timeout <= 120:
             raise SettingsError(f"timeout must be 0-120 seconds, not {self.timeout}")
+        if self.printer is not None:
+            from epay_tui.printing import parse_target
+
+            try:
+                parse_target(self.printer)
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
 
 
 _TYPES = {
@@ -58,13 +68,14 @@ _TYPES = {
     "idle_timeout": int,
     "staff_pin_hash": str,
     "timeout": float,
+    "printer": str,
 }
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Values from TOML, env or flags to the field's type, with a clear error."""
     kind = _TYPES[name]
-    if value is None or (isinstance(value, str) and value == "" and name == "server"):
+    if value is None or (isinstance(value, str) and value == "" and name in ("server", "printer")):
         return None
     if kind is bool:
         if isinstance(value, bool):
@@ -105,6 +116,16 @@ def _from_toml(path: Path, required: bool) -> dict[str, Any]:
     kiosk = data.pop("kiosk", {})
     if isinstance(kiosk, dict):
         data.update({k: v for k, v in kiosk.items() if k in ("idle_timeout", "staff_pin_hash")})
+    if "printer" in data:
+        printer = data.pop("printer")
+        if not isinstance(printer, dict):
+            raise SettingsError(f'printer in {path} goes in a [printer] table: target = "..."')
+        unknown = set(printer) - {"target"}
+        if unknown:
+            names = ", ".join(f"printer.{k}" for k in sorted(unknown))
+            raise SettingsError(f"unknown setting(s) in {path}: {names}")
+        if "target" in printer:
+            data["printer"] = printer["target"]
     unknown = set(data) - set(_TYPES)
     if unknown:
         raise SettingsError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
