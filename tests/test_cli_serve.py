@@ -475,3 +475,26 @@ def test_orders_paid_before_check_codes_get_one_when_upgraded(tmp_path):
         codes = dict(conn.execute("SELECT order_no, check_code FROM orders").fetchall())
     assert len(codes["P1"]) == 6 and codes["P1"].isdigit()
     assert codes["C1"] is None
+
+
+def test_version_0005_down_and_up_leaves_the_schema_the_code_defines(tmp_path):
+    """The money tables and columns come and go without recreating a table: SQLite keeps
+    the fee items' CHECK constraints (a recreated table would lose them, unnamed)."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from epay_tui.server.store import Store, migrations
+    from epay_tui.server.store.schema import metadata
+
+    store = Store(tmp_path / "db.sqlite3")
+    for target in ("0004", "head"):
+        with store.engine.begin() as connection:
+            step = command.downgrade if target == "0004" else command.upgrade
+            step(migrations.alembic_config(connection), target)
+    with store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    store.close()
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+        made = conn.execute("SELECT sql FROM sqlite_master WHERE name='fee_items'").fetchone()[0]
+    assert "CHECK (amount_due >= 0)" in made and "CHECK (amount_paid >= 0)" in made

@@ -689,15 +689,19 @@ async def test_dev_hooks_refuse_a_peer_off_loopback(server, peer):
     The peer address cannot be forged over a real loopback socket, so the app is called
     in-process through ASGI with that client address; the same app answers loopback.
     """
-    hooks = [route.path for route in sandbox.dev_router.routes]
-    assert hooks == ["/sandbox/captcha/latest", "/sandbox/outbox"]
+    hooks = [(route.path, *route.methods) for route in sandbox.dev_router.routes]
+    assert hooks == [
+        ("/sandbox/captcha/latest", "GET"),
+        ("/sandbox/outbox", "GET"),
+        ("/sandbox/duplicate-payment", "POST"),
+    ]
     async with httpx.AsyncClient(base_url=server.url) as http:
         assert (await http.post("/api/v1/captcha")).status_code == 200
-        assert (await http.get(hooks[0])).status_code == 200  # loopback: answered
+        assert (await http.get(hooks[0][0])).status_code == 200  # loopback: answered
     outside = httpx.ASGITransport(app=server.app, client=(peer, 50000))
     async with httpx.AsyncClient(transport=outside, base_url="http://epay.example") as http:
-        for path in hooks:
-            answer = await http.get(path)
+        for path, method in hooks:
+            answer = await http.request(method, path, json={"order_no": "x"})
             assert answer.status_code == 403, (path, answer.text)
             assert answer.json()["error"]["code"] == "FORBIDDEN"
             assert list(answer.json()) == ["error"]  # nothing of the hook's own answer

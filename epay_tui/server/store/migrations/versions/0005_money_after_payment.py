@@ -23,13 +23,13 @@ def _fen(name: str) -> sa.Column:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("orders") as orders:
+    with op.batch_alter_table("orders", recreate="never") as orders:
         orders.add_column(sa.Column("cashier", sa.Text))
         orders.add_column(sa.Column("reference", sa.Text))
         orders.add_column(_fen("refunded"))
-    with op.batch_alter_table("fee_items") as fee_items:
+    with op.batch_alter_table("fee_items", recreate="never") as fee_items:
         fee_items.add_column(_fen("refunded"))
-    with op.batch_alter_table("discrepancies") as discrepancies:
+    with op.batch_alter_table("discrepancies", recreate="never") as discrepancies:
         discrepancies.add_column(sa.Column("trade_no", sa.Text))
         discrepancies.add_column(sa.Column("amount", sa.BigInteger))
     op.create_index("discrepancies_trade", "discrepancies", ["trade_no"])
@@ -86,11 +86,11 @@ def downgrade() -> None:
         op.drop_table(table)
     op.drop_index("orders_cashier", "orders")
     op.drop_index("discrepancies_trade", "discrepancies")
-    with op.batch_alter_table("discrepancies") as discrepancies:
+    with op.batch_alter_table("discrepancies", recreate="never") as discrepancies:
         discrepancies.drop_column("amount")
         discrepancies.drop_column("trade_no")
-    with op.batch_alter_table("fee_items") as fee_items:
+    with op.batch_alter_table("fee_items", recreate="never") as fee_items:
         fee_items.drop_column("refunded")
-    with op.batch_alter_table("orders") as orders:
+    with op.batch_alter_table("orders", recreate="never") as orders:
         for column in ("refunded", "reference", "cashier"):
             orders.drop_column(column)
