@@ -25,7 +25,8 @@ ALWAYS = {
     " JOIN orders o USING(order_no) WHERE o.status='paid' GROUP BY oi.item_id HAVING COUNT(*) > 1",
     "paid amount not from its one paid order": "SELECT * FROM (SELECT f.id, f.amount_paid,"
     " f.refunded, f.amount_due, (SELECT SUM(oi.amount) FROM order_items oi"
-    "  JOIN orders o USING(order_no) WHERE oi.item_id=f.id AND o.status='paid') AS by_orders FROM fee_items f) AS paid"
+    "  JOIN orders o USING(order_no) WHERE oi.item_id=f.id AND o.status='paid') AS by_orders"
+    " FROM fee_items f) AS paid"
     " WHERE by_orders IS NOT NULL"
     " AND (by_orders <> amount_paid + refunded OR by_orders <> amount_due + refunded)",
     # an item belongs to at most one unfinished order
