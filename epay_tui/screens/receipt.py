@@ -30,7 +30,7 @@ class ReceiptScreen(ReceiptKeys):
         self.staff = staff
 
     def compose_body(self) -> Iterable[Widget]:
-        yield ReceiptView(id="receipt")
+        yield ReceiptView(id="receipt-view")
 
     def on_mount(self) -> None:
         self.say("receipt.loading")
