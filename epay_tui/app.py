@@ -43,6 +43,7 @@ SCREENS_BY_NAME = {
     "profile": "profile:ProfileScreen",
     "confirm_order": "confirm_order:ConfirmOrderScreen",
     "pay": "pay:PayScreen",
+    "receipt": "receipt:ReceiptScreen",
     "help": "help:HelpScreen",
     "helpdesk": "helpdesk_home:HelpdeskHome",
     "student": "student_page:StudentPage",

@@ -17,6 +17,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 from textual.worker import WorkerState
 
+from epay_tui.api.client import ApiClient, new_idempotency_key
+from epay_tui.api.models import Order, Receipt
 from epay_tui.screens.change_password import ChangePasswordScreen
 from epay_tui.screens.confirm_order import ConfirmOrderScreen
 from epay_tui.screens.dialog import Choice
@@ -27,11 +29,12 @@ from epay_tui.screens.pay import PayScreen
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.qr import QrCode
 from epay_tui.widgets.texts import TrButton
-from tests.conftest import ZHANG
+from tests.conftest import STAFF, ZHANG, solve_login
 from tests.invariants import rows
 from tests.pilot_helpers import answer_for, fill, plain, shown, title, until
 
 SIZE = (80, 24)
+FINANCE = ("finance01", "Finance2026")
 CURRENT, PREVIOUS = "2026-2027学年", "2025-2026学年"
 FISCAL = ("学费", "住宿费")
 AGENCY = ("教材费", "保险费", "体检费")
@@ -108,6 +111,41 @@ def fee_states(server: BackgroundServer, username: str, tag: str = CURRENT) -> d
         else "unpaid"
         for i in items
     }
+
+
+# ---------------------------------------------------------------------------- money after payment
+async def paid_online(server: BackgroundServer, student: tuple[str, str], *names: str) -> Order:
+    """``student`` (number, password) pays ``names`` of the current year by scanning, on
+    their phone: the order once paid."""
+    async with ApiClient(server.url) as phone:
+        await solve_login(phone, *student)
+        fees_now = await phone.fees()
+        items = {i.name: i.id for t in fees_now.tags if t.tag == CURRENT for i in t.items}
+        order = await phone.create_order([items[n] for n in names], new_idempotency_key())
+        qr = await phone.pay_order(order.order_no, "wechat")
+        await phone.sandbox_pay(qr.qr_url, "success")
+        paid = await phone.get_order(order.order_no, wait=10, status="open")
+        assert paid.status == "paid"
+        return paid
+
+
+async def receipt_of(server: BackgroundServer, order_no: str) -> Receipt:
+    async with ApiClient(server.url) as staff:
+        await solve_login(staff, *STAFF)
+        return await staff.staff_receipt(order_no)
+
+
+async def refund(server: BackgroundServer, order: Order, *names: str) -> None:
+    """The helpdesk asks to give ``names`` of ``order`` back; the finance office approves."""
+    async with ApiClient(server.url) as helpdesk, ApiClient(server.url) as finance:
+        await solve_login(helpdesk, *STAFF)
+        await solve_login(finance, *FINANCE)
+        ids = [i.id for i in order.items if i.name in names]
+        asked = await helpdesk.staff_request_refund(
+            order.order_no, "退学", new_idempotency_key(), item_ids=ids
+        )
+        approved = await finance.staff_approve_refund(asked.refund_no)
+        assert approved.status == "succeeded", approved.status
 
 
 # ---------------------------------------------------------------------------- flows

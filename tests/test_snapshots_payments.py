@@ -26,19 +26,23 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from epay_tui.api.client import ApiClient, new_idempotency_key
 from epay_tui.api.clock import ManualClock
+from epay_tui.api.models import Order
 from epay_tui.screens.confirm_order import ConfirmOrderScreen
 from epay_tui.screens.dialog import Choice
 from epay_tui.screens.fees import FeesScreen
+from epay_tui.screens.login import LoginScreen
 from epay_tui.screens.menu import MenuScreen
 from epay_tui.screens.orders import OrdersScreen
 from epay_tui.screens.pay import PayScreen
+from epay_tui.screens.receipt import ReceiptScreen
 from epay_tui.server.config import ServerConfig
 from epay_tui.server.runner import BackgroundServer
 from tests.conftest import NEW_ZHANG, SCHOOL_TZ, ZHANG, solve_login, ui_config
-from tests.payment_flows import busy, log_in, open_fees, settle
+from tests.payment_flows import busy, log_in, open_fees, paid_online, refund, settle
 from tests.pilot_helpers import snapshot, until
 
 LANGS = pytest.mark.parametrize("lang", ["zh", "en"])
@@ -400,5 +404,92 @@ def test_orders_paid_and_open(
         await until(pilot, lambda: on(OrdersScreen, app), what="我的订单")
         await settle(pilot)
         await until(pilot, lambda: len(app.screen.orders) == 2, what="two orders listed")
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@pytest.mark.parametrize("lang", ["zh"])
+def test_pay_success_with_a_printer(snap_compare, make_ui_app, ui_server, zhang_password, lang):
+    """支付成功 on a kiosk with a printer: the receipt's items and 合计, R 补发票据 and
+    P 打印缴费凭证 beside Enter 返回, all within 80x24."""
+
+    async def run_before(pilot):
+        pay = await to_pay(pilot, ui_server, zhang_password)
+        await pay_by_phone(ui_server, pay.qr_url or "", "success")
+        await order_status(pilot, "paid")
+
+    app = make_ui_app(lang=lang, printer="file:/dev/null")
+    assert shot(snap_compare, app, run_before)
+
+
+# ============================================================================ receipts, refunds
+async def refunded_orders(
+    pilot: Pilot, server: BackgroundServer, password: str, clock: ManualClock
+) -> tuple[Order, Order]:
+    """张伟 paid 教材费 and 保险费 at 10:00 and 体检费 at 10:01 on his phone; then the
+    helpdesk and the finance office gave 教材费 (part of the first) and 体检费 (all of the
+    second) back. First the login screen has its captcha: the phone's login reads the
+    newest captcha, which must not be that one."""
+    app = pilot.app
+    await until(
+        pilot,
+        lambda: on(LoginScreen, app) and app.screen.captcha_id is not None,
+        what="login screen with its captcha",
+    )
+    zhang = (ZHANG[0], password)
+    first = await paid_online(server, zhang, "教材费", "保险费")
+    clock.advance(60)
+    second = await paid_online(server, zhang, "体检费")
+    await refund(server, first, "教材费")
+    await refund(server, second, "体检费")
+    return first, second
+
+
+async def my_orders(pilot: Pilot, server: BackgroundServer, password: str, count: int) -> None:
+    """张伟 logs in and opens 我的订单, ``count`` orders listed."""
+    app = pilot.app
+    await log_in(pilot, server, ZHANG[0], password)
+    await pilot.press("2")
+    await until(
+        pilot,
+        lambda: on(OrdersScreen, app) and len(app.screen.orders) == count,
+        what=f"我的订单 with {count} orders",
+    )
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("lang", ["zh"])
+def test_orders_refunded_and_partly_refunded(
+    snap_compare, make_ui_app, ui_server, zhang_password, clock: ManualClock, lang
+):
+    """已支付·已退款 (体检费, 10:01) over 已支付·部分退款 (教材费 of 教材费 and 保险费)."""
+
+    async def run_before(pilot):
+        await refunded_orders(pilot, ui_server, zhang_password, clock)
+        await my_orders(pilot, ui_server, zhang_password, 2)
+
+    assert shot(snap_compare, make_ui_app(lang=lang), run_before)
+
+
+@LANGS
+def test_receipt_partly_refunded(
+    snap_compare, make_ui_app, ui_server, zhang_password, clock: ManualClock, lang
+):
+    """``enter`` on the first order in 我的订单: 票据号, 校验码, the items with 已退款,
+    合计, 收款方, 支付方式, 支付时间, 部分退款; R 补发票据 and Esc, no printer: no P."""
+
+    async def run_before(pilot):
+        app = pilot.app
+        first, _ = await refunded_orders(pilot, ui_server, zhang_password, clock)
+        await my_orders(pilot, ui_server, zhang_password, 2)
+        table = app.screen.query_one("#orders", DataTable)
+        table.move_cursor(row=table.get_row_index(first.order_no))
+        await pilot.press("enter")
+        await until(
+            pilot,
+            lambda: on(ReceiptScreen, app) and app.screen.desk.receipt is not None,
+            what="电子票据",
+        )
+        await settle(pilot)
 
     assert shot(snap_compare, make_ui_app(lang=lang), run_before)

@@ -153,7 +153,7 @@ class FeesScreen(EpayScreen):
         state = tr(lang, f"fees.state.{item.state}")
         if item.state == "in_order" and item.order_no:  # the full number is on the detail line
             state += f" …{item.order_no[-4:]}"
-        style = {"paid": "green", "in_order": "yellow"}.get(item.state, "")
+        style = {"paid": "green", "in_order": "yellow", "refunded": "magenta"}.get(item.state, "")
         return (
             mark,
             item.name,
@@ -205,6 +205,8 @@ class FeesScreen(EpayScreen):
             self._update_row(item)
         elif item.state == "in_order":
             self._offer_resume(item)
+        elif item.state == "refunded":
+            self.say("fees.refunded")
         elif not rules.payable(item):
             self.say("fees.already_paid")
         elif rules.conflicts_with_selection(self.checked.values(), item):

@@ -1,4 +1,5 @@
-"""我的订单: newest first; an unfinished order opens 扫码支付 again."""
+"""我的订单: newest first; a paid order opens its receipt (电子票据), an unfinished one
+扫码支付 again. A refunded order says 已退款 or 部分退款 beside its status."""
 
 from __future__ import annotations
 
@@ -14,8 +15,21 @@ from epay_tui.api.models import Order, Orders
 from epay_tui.i18n import tr
 from epay_tui.screens.base import BACK, EpayScreen, arrows, enter_key
 
-COLUMNS = (("order_no", 18), ("items", 18), ("total", 12), ("status", 8), ("created", 11))
-STATUS_STYLE = {"paid": "green", "open": "yellow", "awaiting_confirmation": "yellow"}
+COLUMNS = (("order_no", 18), ("items", 14), ("total", 10), ("status", 15), ("created", 11))
+STATUS_STYLE = {
+    "paid": "green",
+    "open": "yellow",
+    "awaiting_confirmation": "yellow",
+    "refunded": "magenta",
+    "partially_refunded": "magenta",
+}
+
+
+def shown_status(order: Order) -> str:
+    """The status as 我的订单 shows it: a paid order that gave money back says how much."""
+    if order.status == "paid" and order.refunded > 0:
+        return "refunded" if order.refunded >= order.total else "partially_refunded"
+    return order.status
 
 
 class OrdersScreen(EpayScreen):
@@ -51,14 +65,12 @@ class OrdersScreen(EpayScreen):
         table = self.query_one(DataTable)
         table.clear()
         for order in orders.orders:
+            status = shown_status(order)
             table.add_row(
                 order.order_no,
                 "、".join(i.name for i in order.items),
                 Text(rules.format_fen(order.total), justify="right"),
-                Text(
-                    tr(lang, f"orders.status.{order.status}"),
-                    style=STATUS_STYLE.get(order.status, ""),
-                ),
+                Text(tr(lang, f"orders.status.{status}"), style=STATUS_STYLE.get(status, "")),
                 order.created_at.strftime("%m-%d %H:%M"),
                 key=order.order_no,
             )
@@ -68,7 +80,11 @@ class OrdersScreen(EpayScreen):
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
         order = self.orders.get(event.row_key.value or "")
-        if order is not None:
+        if order is None:
+            return
+        if order.status == "paid":
+            self.epay.go("receipt", order_no=order.order_no)
+        else:
             self.epay.go("pay", order=order)
 
     def action_back(self) -> None:

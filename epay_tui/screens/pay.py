@@ -17,13 +17,15 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 
 from epay_tui.api import errors, rules
-from epay_tui.api.models import CHANNELS, Order, PayQr
+from epay_tui.api.models import CHANNELS, Order, PayQr, Receipt
 from epay_tui.flow import paying
 from epay_tui.i18n import tr
-from epay_tui.screens.base import BACK, EpayScreen
+from epay_tui.screens.base import BACK
 from epay_tui.screens.dialog import Choice
+from epay_tui.screens.receipt_keys import PRINT, RESEND, ReceiptKeys
 from epay_tui.widgets.chrome import AppHeader, KeyBar, bar_key
 from epay_tui.widgets.qr import QrCode
+from epay_tui.widgets.receipt import ReceiptView
 from epay_tui.widgets.texts import Tr, TrButton
 
 FOLLOW_RETRY_SECONDS = 2
@@ -32,7 +34,7 @@ INFO_ROOM = (39, 2)
 """Cells 扫码支付 needs beside the code (the info column) and above/below it."""
 
 
-class PayScreen(EpayScreen):
+class PayScreen(ReceiptKeys):
     HELP = "help.pay"
     BINDINGS = [
         bar_key("y", "claim", "claim", "Y"),
@@ -40,6 +42,8 @@ class PayScreen(EpayScreen):
         bar_key("x", "cancel_order", "cancel_order", "X"),
         BACK,
         bar_key("enter,escape", "done", "done", "Enter"),
+        RESEND,
+        PRINT,
     ]
 
     def __init__(self, order: Order, qr: PayQr | None = None) -> None:
@@ -64,6 +68,7 @@ class PayScreen(EpayScreen):
         yield Tr("pay.order_no", id="pay-order", order_no=self.order.order_no)
         yield Tr(id="countdown")
         yield Tr(id="outcome")
+        yield ReceiptView(brief=True, id="pay-receipt")
         yield Tr(id="message")
         with Vertical(id="pay-buttons"):
             for button_id, key in (
@@ -99,14 +104,10 @@ class PayScreen(EpayScreen):
         title = self.query_one("#pay-title", Tr)
         if order.status == "paid":
             title.show("pay.success_title")
-            outcome.show(
-                "pay.success",
-                severity="ok",
-                receipt_no=order.receipt_no or "",
-                transaction_id=order.transaction_id or "",
-                paid_at=self._local(order.paid_at),
-            )
+            self._show_success()
             self.query_one("#back-button").focus()
+            if self.desk is None:  # 支付成功: its receipt, with 补发票据 and 打印缴费凭证
+                self.open_receipt(order.order_no)
         elif order.status == "closed":
             title.show("pay.closed_title")
             outcome.show("pay.closed", severity="error")
@@ -120,6 +121,22 @@ class PayScreen(EpayScreen):
             outcome.clear()
         self._tick()
         self.refresh_bindings()  # Y C X Esc while open, Enter after
+
+    def _show_success(self) -> None:
+        """票据号 (with its 校验码 once the receipt is here), 交易号, 支付时间."""
+        order, receipt = self.order, self.desk.receipt if self.desk else None
+        self.query_one("#outcome", Tr).show(
+            "pay.success_receipt" if receipt else "pay.success",
+            severity="ok",
+            receipt_no=order.receipt_no or "",
+            check_code=receipt.check_code if receipt else "",
+            transaction_id=order.transaction_id or "",
+            paid_at=self._local(order.paid_at),
+        )
+
+    def receipt_loaded(self, receipt: Receipt) -> None:
+        self._show_success()
+        self.query_one(ReceiptView).show_receipt(receipt)
 
     def _local(self, when: datetime | None) -> str:
         return when.strftime("%Y-%m-%d %H:%M:%S") if when else ""
@@ -181,7 +198,8 @@ class PayScreen(EpayScreen):
             return self.order.status == "open"
         if action == "done":
             return self.order.status != "open"
-        return True
+        allowed = self.receipt_key(action)
+        return True if allowed is None else allowed
 
     @on(TrButton.Pressed, "#claim")
     def action_claim(self) -> None:
