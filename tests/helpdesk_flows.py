@@ -5,8 +5,10 @@ from __future__ import annotations
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
+from epay_tui.screens.dialog import Choice
 from epay_tui.screens.helpdesk_home import HelpdeskHome
 from epay_tui.screens.staff_login import StaffLoginScreen
+from epay_tui.screens.student_page import StudentPage
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import Tr
 from tests.conftest import STAFF
@@ -83,3 +85,37 @@ async def search(pilot: Pilot, query: str) -> DataTable:
         f"results for {query!r}",
     )
     return table
+
+
+async def open_student(pilot: Pilot, username: str) -> StudentPage:
+    app = pilot.app
+    table = await search(pilot, username)
+    assert rows(table)[0][0] == username, rows(table)
+    await pilot.press("enter")
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, StudentPage) and app.screen.detail is not None,
+        f"the page of {username}",
+    )
+    return app.screen
+
+
+async def confirm(pilot: Pilot, key: str, expect: str) -> None:
+    """A confirmation dialog asks ``expect``; ``enter`` confirms (the first button)."""
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, Choice), "a confirmation")
+    question = "\n".join(str(w.render()) for w in app.screen.query(Tr))
+    assert expect in question, question
+    assert app.focused is not None and app.focused.id == "yes"
+    await pilot.press(key)
+    await until(pilot, lambda: not isinstance(app.screen, Choice), "the dialog answered")
+
+
+async def result_shown(pilot: Pilot, key: str, widget_id: str = "result") -> str:
+    app = pilot.app
+    await until(
+        pilot,
+        lambda: app.screen.query_one(f"#{widget_id}", Tr).key == key,
+        f"the result {key}",
+    )
+    return line(app, widget_id)
