@@ -16,7 +16,6 @@ from textual.widgets import DataTable, Input
 
 import epay_tui.app as app_module
 from epay_tui.api.client import ApiClient, new_idempotency_key
-from epay_tui.api.models import Order
 from epay_tui.screens.arrears import ArrearsScreen
 from epay_tui.screens.cashier_report import CashierReportScreen
 from epay_tui.screens.counter_payment import CounterPaymentScreen
@@ -29,9 +28,12 @@ from epay_tui.screens.staff_login import StaffLoginScreen
 from epay_tui.server.runner import BackgroundServer
 from tests.conftest import CHEN, STAFF, ZHANG, solve_login
 from tests.helpdesk_flows import (
+    chen_paid,
     confirm,
     message_key,
     open_student,
+    opened,
+    paid_twice,
     result_shown,
     rows,
     staff_home,
@@ -68,20 +70,6 @@ async def staff_api(server: BackgroundServer, account=STAFF) -> ApiClient:
     return api
 
 
-async def paid_online(server: BackgroundServer, code: str) -> Order:
-    """陈静 pays one of her unpaid fees by scanning; the order once paid."""
-    async with ApiClient(server.url) as chen:
-        await solve_login(chen, *CHEN)
-        items = [i for tag in (await chen.fees()).tags for i in tag.items]
-        item = next(i for i in items if i.id.endswith(f"-{code}"))
-        order = await chen.create_order([item.id], new_idempotency_key())
-        qr = await chen.pay_order(order.order_no, "wechat")
-        await chen.sandbox_pay(qr.qr_url, "success")
-        paid = await chen.get_order(order.order_no, wait=10, status="open")
-        assert paid.status == "paid"
-        return paid
-
-
 async def item_state(server: BackgroundServer, username: str, code: str) -> str:
     async with await staff_api(server) as staff:
         detail = await staff.staff_student(username)
@@ -90,12 +78,6 @@ async def item_state(server: BackgroundServer, username: str, code: str) -> str:
 
 async def on_screen(pilot: Pilot, kind: type, what: str) -> None:
     await until(pilot, lambda: isinstance(pilot.app.screen, kind), what)
-
-
-async def home_key(pilot: Pilot, key: str, kind: type) -> None:
-    """From 服务台, ``key`` opens ``kind`` (the focus leaves the search field first)."""
-    await pilot.press(key)
-    await on_screen(pilot, kind, kind.__name__)
 
 
 async def counter_screen(pilot: Pilot, server: BackgroundServer, username: str):
@@ -107,6 +89,13 @@ async def counter_screen(pilot: Pilot, server: BackgroundServer, username: str):
     table = screen.query_one("#counter-items", DataTable)
     await until(pilot, lambda: table.row_count > 0, "the unpaid items")
     return screen, table
+
+
+async def chen_page_with(pilot: Pilot, server: BackgroundServer, order_no: str) -> None:
+    """helpdesk01 on 陈静's page, ``order_no`` first in her orders."""
+    await staff_home(pilot, server)
+    page = await open_student(pilot, CHEN[0])
+    assert rows(page.query_one("#student-orders", DataTable))[0][0] == order_no
 
 
 async def finance_home(pilot: Pilot, server: BackgroundServer) -> None:
@@ -203,9 +192,7 @@ async def test_cashier_report_totals_two_counter_payments(make_ui_app, ui_server
     app = make_ui_app(helpdesk=True)
     async with app.run_test(size=SIZE) as pilot:
         await staff_home(pilot, ui_server)
-        await home_key(pilot, "f4", CashierReportScreen)
-        table = app.screen.query_one("#cashier-payments", DataTable)
-        await until(pilot, lambda: table.row_count == 2, "two payments")
+        table = await opened(pilot, "f4", CashierReportScreen, "cashier-payments", 2)
         totals = str(app.screen.query_one("#cashier-totals").render())
         assert totals == "现金 ¥7,700.00  POS ¥150.00  共 2 笔  合计 ¥7,850.00"
         assert sorted(r[3:] for r in rows(table)) == [  # both at 10:00
@@ -218,12 +205,10 @@ async def test_cashier_report_totals_two_counter_payments(make_ui_app, ui_server
 async def test_two_staff_members_refund_a_paid_item(make_ui_app, ui_server):
     """helpdesk01 asks, cannot approve it himself (said before any question); finance01
     approves; the backend refunded the item."""
-    order = await paid_online(ui_server, "textbook")
+    order = await chen_paid(ui_server, "textbook")
     app = make_ui_app(helpdesk=True)
     async with app.run_test(size=SIZE) as pilot:
-        await staff_home(pilot, ui_server)
-        page = await open_student(pilot, CHEN[0])
-        assert rows(page.query_one("#student-orders", DataTable))[0][0] == order.order_no
+        await chen_page_with(pilot, ui_server, order.order_no)
         await pilot.press("f9")
         await on_screen(pilot, RefundRequestScreen, "退费申请")
         table = app.screen.query_one("#refund-items", DataTable)
@@ -240,9 +225,7 @@ async def test_two_staff_members_refund_a_paid_item(make_ui_app, ui_server):
         await pilot.press("escape")
         await pilot.press("escape")
         await on_screen(pilot, HelpdeskHome, "服务台")
-        await home_key(pilot, "f3", RefundApprovalScreen)
-        refunds = app.screen.query_one("#refunds", DataTable)
-        await until(pilot, lambda: refunds.row_count == 1, "the pending request")
+        refunds = await opened(pilot, "f3", RefundApprovalScreen, "refunds", 1)
         assert rows(refunds)[0][1:] == ["费用项", "¥420.00", "微信支付", "helpdesk01", "待审批"]
         await pilot.press("y")
         await until(pilot, lambda: message_key(app) == "refund.own_request", "own request")
@@ -254,9 +237,7 @@ async def test_two_staff_members_refund_a_paid_item(make_ui_app, ui_server):
         await pilot.press("f9")  # log out
         await on_screen(pilot, StaffLoginScreen, "the login")
         await finance_home(pilot, ui_server)
-        await home_key(pilot, "f3", RefundApprovalScreen)
-        refunds = app.screen.query_one("#refunds", DataTable)
-        await until(pilot, lambda: refunds.row_count == 1, "the pending request")
+        refunds = await opened(pilot, "f3", RefundApprovalScreen, "refunds", 1)
         refund_no = rows(refunds)[0][0]
         await pilot.press("y")
         await confirm(pilot, "enter", f"同意退费 {refund_no}：¥420.00 原路退回 微信支付")
@@ -291,9 +272,7 @@ async def test_a_refund_is_rejected_with_a_reason(make_ui_app, ui_server):
     app = make_ui_app(lang="en", helpdesk=True)
     async with app.run_test(size=SIZE) as pilot:
         await finance_home(pilot, ui_server)
-        await home_key(pilot, "f3", RefundApprovalScreen)
-        refunds = app.screen.query_one("#refunds", DataTable)
-        await until(pilot, lambda: refunds.row_count == 1, "the pending request")
+        await opened(pilot, "f3", RefundApprovalScreen, "refunds", 1)
         assert "reason: 收错了" in screen_text(app)
         await pilot.press("n")  # no reason typed yet
         await until(pilot, lambda: message_key(app) == "refund.type_reject_reason", "asks")
@@ -316,10 +295,8 @@ async def test_arrears_filter_and_export(make_ui_app, ui_server, tmp_path):
     app = make_ui_app(helpdesk=True)
     async with app.run_test(size=SIZE) as pilot:
         await staff_home(pilot, ui_server)
-        await home_key(pilot, "f7", ArrearsScreen)
+        table = await opened(pilot, "f7", ArrearsScreen, "arrears", 4)
         screen = app.screen
-        table = screen.query_one("#arrears", DataTable)
-        await until(pilot, lambda: table.row_count == 4, "four students owe")
         path_field = screen.query_one("#export-path", Input)
         assert path_field.value.endswith("/欠费-2026-2027学年-2026-11-26.csv")
         assert "2026-2027学年：4 人欠费" in screen_text(app)
@@ -356,22 +333,18 @@ async def test_arrears_filter_and_export(make_ui_app, ui_server, tmp_path):
 
 # ---------------------------------------------------------------------------- 差异
 async def test_a_discrepancy_starts_a_trade_refund(make_ui_app, ui_server):
-    order = await paid_online(ui_server, "insurance")
-    async with ApiClient(ui_server.url) as sandbox:
-        duplicate = await sandbox.sandbox_duplicate_payment(order.order_no)
+    order, trade_no = await paid_twice(ui_server, "insurance")
     app = make_ui_app(helpdesk=True)
     async with app.run_test(size=SIZE) as pilot:
         await staff_home(pilot, ui_server)
-        await home_key(pilot, "f8", DiscrepanciesScreen)
-        table = app.screen.query_one("#discrepancies", DataTable)
-        await until(pilot, lambda: table.row_count == 1, "the duplicate payment")
-        assert rows(table)[0] == [order.order_no, "重复支付", duplicate.trade_no, "¥150.00"]
+        table = await opened(pilot, "f8", DiscrepanciesScreen, "discrepancies", 1)
+        assert rows(table)[0] == [order.order_no, "重复支付", trade_no, "¥150.00"]
         await pilot.press("enter")
         await on_screen(pilot, RefundRequestScreen, "退费申请 for the trade")
         screen = app.screen
         items = screen.query_one("#refund-items", DataTable)
         await until(pilot, lambda: items.row_count == 2, "the item and the trade")
-        assert screen.trade == duplicate.trade_no
+        assert screen.trade == trade_no
         await fill(pilot, reason="重复缴费")
         await pilot.press("enter")
         await confirm(pilot, "enter", "¥150.00")
@@ -388,7 +361,7 @@ async def test_a_discrepancy_starts_a_trade_refund(make_ui_app, ui_server):
         [refund] = (await staff.staff_refunds("pending")).refunds
     assert (refund.kind, refund.trade_no, refund.amount, refund.order_no) == (
         "trade",
-        duplicate.trade_no,
+        trade_no,
         15000,
         order.order_no,
     )
@@ -396,12 +369,11 @@ async def test_a_discrepancy_starts_a_trade_refund(make_ui_app, ui_server):
 
 async def test_receipt_keys_need_a_paid_order(make_ui_app, ui_server):
     """F6 / F8 open the receipt of a paid order, F9 its refund; an open order is refused."""
-    paid = await paid_online(ui_server, "medical")
+    paid = await chen_paid(ui_server, "medical")
     app = make_ui_app(helpdesk=True)
     async with app.run_test(size=SIZE) as pilot:
-        await staff_home(pilot, ui_server)
-        page = await open_student(pilot, CHEN[0])
-        assert rows(page.query_one("#student-orders", DataTable))[0][0] == paid.order_no
+        await chen_page_with(pilot, ui_server, paid.order_no)
+        page = app.screen
         for key in ("f6", "f8"):
             await pilot.press(key)
             await on_screen(pilot, ReceiptStandIn, "the receipt")
@@ -414,9 +386,8 @@ async def test_receipt_keys_need_a_paid_order(make_ui_app, ui_server):
         open_order = await chen.create_order([items[0].id], new_idempotency_key())
     app = make_ui_app(helpdesk=True)
     async with app.run_test(size=SIZE) as pilot:
-        await staff_home(pilot, ui_server)
-        page = await open_student(pilot, CHEN[0])
-        assert rows(page.query_one("#student-orders", DataTable))[0][0] == open_order.order_no
+        await chen_page_with(pilot, ui_server, open_order.order_no)
+        page = app.screen
         await pilot.press("f9")
         await until(pilot, lambda: message_key(app) == "staff.not_paid", "refused")
         assert isinstance(app.screen, type(page))

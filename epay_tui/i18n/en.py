@@ -393,7 +393,7 @@ MESSAGES: dict[str, str] = {
     "cashier.totals": "Cash {cash}  POS {pos}  {count} payments  total {total}",
     "diff.title": "Discrepancies",
     "diff.none_open": "No discrepancy is waiting to be given back",
-    "diff.detail": "{at}  {detail}",
+    "diff.detail": "{at}  {amount} to give back: Enter starts a refund request",
     "diff.detail_refund": "{at}  refund {refund_no} requested, pending or processing",
     "diff.refund_asked": "A refund of this trade is requested already ({refund_no}): see Refund approval",
     "arrears.title": "Arrears",

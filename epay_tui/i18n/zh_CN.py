@@ -393,7 +393,7 @@ MESSAGES: dict[str, str] = {
     "cashier.totals": "现金 {cash}  POS {pos}  共 {count} 笔  合计 {total}",
     "diff.title": "差异",
     "diff.none_open": "没有待退回的差异",
-    "diff.detail": "{at}  {detail}",
+    "diff.detail": "{at}  {amount} 待原路退回：按 Enter 发起退费申请",
     "diff.detail_refund": "{at}  已申请退费 {refund_no}，待审批或处理中",
     "diff.refund_asked": "这笔交易已申请退费 {refund_no}，请到“退费审批”处理",
     "arrears.title": "欠费",

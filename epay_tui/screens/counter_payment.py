@@ -18,7 +18,7 @@ from epay_tui.screens.base import BACK, EpayScreen
 from epay_tui.screens.dialog import Choice
 from epay_tui.widgets.chrome import bar_key
 from epay_tui.widgets.money_words import channel_word
-from epay_tui.widgets.tables import relabel, staff_table
+from epay_tui.widgets.tables import cursor_key, relabel, staff_table
 from epay_tui.widgets.texts import Tr
 
 METHODS: tuple[money.Method, ...] = ("cash", "pos")
@@ -112,10 +112,9 @@ class CounterPaymentScreen(EpayScreen):
         )
 
     def action_toggle(self) -> None:
-        table = self.query_one("#counter-items", DataTable)
-        if table.row_count == 0:
+        key = cursor_key(self.query_one("#counter-items", DataTable))
+        if key is None:
             return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
         item = self.items[key]
         if item.id in self.checked:
             del self.checked[item.id]

@@ -15,7 +15,7 @@ from epay_tui.api.models import DiscrepancyEntry
 from epay_tui.flow import money
 from epay_tui.i18n import in_words
 from epay_tui.screens.base import BACK, EpayScreen, enter_key
-from epay_tui.widgets.tables import refill_keeping_cursor, relabel, staff_table
+from epay_tui.widgets.tables import cursor_key, refill_keeping_cursor, relabel, staff_table
 from epay_tui.widgets.texts import Tr
 
 
@@ -82,15 +82,11 @@ class DiscrepanciesScreen(EpayScreen):
         elif d.refund_no:
             line.show("diff.detail_refund", at=d.at.strftime("%m-%d %H:%M"), refund_no=d.refund_no)
         else:
-            line.show("diff.detail", at=d.at.strftime("%m-%d %H:%M"), detail=d.detail)
+            amount = rules.format_fen(d.amount or 0)
+            line.show("diff.detail", at=d.at.strftime("%m-%d %H:%M"), amount=amount)
 
     def _highlighted(self) -> DiscrepancyEntry | None:
-        table = self.query_one("#discrepancies", DataTable)
-        if table.row_count == 0:
-            return None
-        return self.found.get(
-            table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
-        )
+        return self.found.get(cursor_key(self.query_one("#discrepancies", DataTable)) or "")
 
     @on(DataTable.RowSelected, "#discrepancies")
     def _open(self) -> None:

@@ -18,7 +18,7 @@ from epay_tui.screens.base import BACK, EpayScreen, arrows
 from epay_tui.screens.dialog import Choice
 from epay_tui.widgets.chrome import bar_key
 from epay_tui.widgets.money_words import channel_word, refund_kind, refund_status
-from epay_tui.widgets.tables import refill_keeping_cursor, relabel, staff_table
+from epay_tui.widgets.tables import cursor_key, refill_keeping_cursor, relabel, staff_table
 from epay_tui.widgets.texts import Tr
 
 RESULTS = {
@@ -113,11 +113,7 @@ class RefundApprovalScreen(EpayScreen):
         )
 
     def _highlighted(self) -> Refund | None:
-        table = self.query_one("#refunds", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
-        return self.refunds.get(key)
+        return self.refunds.get(cursor_key(self.query_one("#refunds", DataTable)) or "")
 
     def _staff(self) -> str | None:
         session = self.epay.session

@@ -19,7 +19,7 @@ from epay_tui.screens.base import BACK, EpayScreen
 from epay_tui.screens.dialog import Choice
 from epay_tui.widgets.chrome import bar_key
 from epay_tui.widgets.money_words import channel_word
-from epay_tui.widgets.tables import relabel, staff_table
+from epay_tui.widgets.tables import cursor_key, relabel, staff_table
 from epay_tui.widgets.texts import Tr
 
 TRADE = "trade:"
@@ -119,10 +119,9 @@ class RefundRequestScreen(EpayScreen):
             table.move_cursor(row=min(row, table.row_count - 1))
 
     def action_toggle(self) -> None:
-        table = self.query_one("#refund-items", DataTable)
-        if self.source is None or table.row_count == 0:
+        key = cursor_key(self.query_one("#refund-items", DataTable))
+        if self.source is None or key is None:
             return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
         if key.startswith(TRADE):  # a trade goes back alone
             trade = key.removeprefix(TRADE)
             self.trade = None if self.trade == trade else trade
