@@ -49,6 +49,12 @@ SCREENS_BY_NAME = {
     "student": "student_page:StudentPage",
     "reconcile": "reconcile:ReconcileScreen",
     "audit": "audit:AuditScreen",
+    "counter_payment": "counter_payment:CounterPaymentScreen",
+    "refund_request": "refund_request:RefundRequestScreen",
+    "refund_approval": "refund_approval:RefundApprovalScreen",
+    "cashier_report": "cashier_report:CashierReportScreen",
+    "arrears": "arrears:ArrearsScreen",
+    "discrepancies": "discrepancies:DiscrepanciesScreen",
     "idle_countdown": "kiosk:IdleCountdown",
     "staff_pin": "kiosk:StaffPin",
 }

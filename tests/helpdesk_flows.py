@@ -5,11 +5,15 @@ from __future__ import annotations
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
+from epay_tui.api.client import ApiClient, new_idempotency_key
+from epay_tui.api.models import Order
+from epay_tui.screens.dialog import Choice
 from epay_tui.screens.helpdesk_home import HelpdeskHome
 from epay_tui.screens.staff_login import StaffLoginScreen
+from epay_tui.screens.student_page import StudentPage
 from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import Tr
-from tests.conftest import STAFF
+from tests.conftest import CHEN, STAFF, solve_login
 from tests.pilot_helpers import answer_for, fill, text_of, until
 
 
@@ -83,3 +87,70 @@ async def search(pilot: Pilot, query: str) -> DataTable:
         f"results for {query!r}",
     )
     return table
+
+
+async def open_student(pilot: Pilot, username: str) -> StudentPage:
+    app = pilot.app
+    table = await search(pilot, username)
+    assert rows(table)[0][0] == username, rows(table)
+    await pilot.press("enter")
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, StudentPage) and app.screen.detail is not None,
+        f"the page of {username}",
+    )
+    return app.screen
+
+
+async def confirm(pilot: Pilot, key: str, expect: str) -> None:
+    """A confirmation dialog asks ``expect``; ``enter`` confirms (the first button)."""
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, Choice), "a confirmation")
+    question = "\n".join(str(w.render()) for w in app.screen.query(Tr))
+    assert expect in question, question
+    assert app.focused is not None and app.focused.id == "yes"
+    await pilot.press(key)
+    await until(pilot, lambda: not isinstance(app.screen, Choice), "the dialog answered")
+
+
+async def result_shown(pilot: Pilot, key: str, widget_id: str = "result") -> str:
+    app = pilot.app
+    await until(
+        pilot,
+        lambda: app.screen.query_one(f"#{widget_id}", Tr).key == key,
+        f"the result {key}",
+    )
+    return line(app, widget_id)
+
+
+async def opened(pilot: Pilot, key: str, kind: type, table_id: str, count: int) -> DataTable:
+    """``key`` opens screen ``kind``; wait until its table ``table_id`` has ``count`` rows."""
+    app = pilot.app
+    await pilot.press(key)
+    await until(pilot, lambda: isinstance(app.screen, kind), kind.__name__)
+    table = app.screen.query_one(f"#{table_id}", DataTable)
+    await until(pilot, lambda: table.row_count == count, f"{count} rows in #{table_id}")
+    return table
+
+
+# ---------------------------------------------------------------------------- money
+async def chen_paid(server: BackgroundServer, code: str) -> Order:
+    """陈静 pays one of her unpaid fees by scanning (微信支付), as on her phone."""
+    async with ApiClient(server.url) as chen:
+        await solve_login(chen, *CHEN)
+        items = [i for tag in (await chen.fees()).tags for i in tag.items]
+        item = next(i for i in items if i.id.endswith(f"-{code}"))
+        order = await chen.create_order([item.id], new_idempotency_key())
+        qr = await chen.pay_order(order.order_no, "wechat")
+        await chen.sandbox_pay(qr.qr_url, "success")
+        paid = await chen.get_order(order.order_no, wait=10, status="open")
+    assert paid.status == "paid"
+    return paid
+
+
+async def paid_twice(server: BackgroundServer, code: str) -> tuple[Order, str]:
+    """陈静 pays a fee, then the gateway records a second payment of that order (an open
+    discrepancy): the order and the second trade's number."""
+    order = await chen_paid(server, code)
+    async with ApiClient(server.url) as sandbox:
+        return order, (await sandbox.sandbox_duplicate_payment(order.order_no)).trade_no

@@ -20,7 +20,6 @@ import keyring
 import pytest
 from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
-from textual.pilot import Pilot
 from textual.widgets import Checkbox, DataTable, Input
 
 from epay_tui.api import errors
@@ -38,9 +37,12 @@ from epay_tui.server.runner import BackgroundServer
 from epay_tui.widgets.texts import Tr
 from tests.conftest import CHEN, SCHOOL_TZ, STAFF, WANG, ZHANG, solve_captcha, solve_login
 from tests.helpdesk_flows import (
+    confirm,
     line,
     message_key,
     notices,
+    open_student,
+    result_shown,
     rows,
     search,
     staff_form,
@@ -81,40 +83,6 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
     keyring.set_keyring(ring)
     yield ring
     keyring.set_keyring(previous)
-
-
-async def open_student(pilot: Pilot, username: str) -> StudentPage:
-    app = pilot.app
-    table = await search(pilot, username)
-    assert rows(table)[0][0] == username, rows(table)
-    await pilot.press("enter")
-    await until(
-        pilot,
-        lambda: isinstance(app.screen, StudentPage) and app.screen.detail is not None,
-        f"the page of {username}",
-    )
-    return app.screen
-
-
-async def confirm(pilot: Pilot, key: str, expect: str) -> None:
-    """A confirmation dialog asks ``expect``; ``enter`` confirms (the first button)."""
-    app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, Choice), "a confirmation")
-    question = "\n".join(str(w.render()) for w in app.screen.query(Tr))
-    assert expect in question, question
-    assert app.focused is not None and app.focused.id == "yes"
-    await pilot.press(key)
-    await until(pilot, lambda: not isinstance(app.screen, Choice), "the dialog answered")
-
-
-async def result_shown(pilot: Pilot, key: str, widget_id: str = "result") -> str:
-    app = pilot.app
-    await until(
-        pilot,
-        lambda: app.screen.query_one(f"#{widget_id}", Tr).key == key,
-        f"the result {key}",
-    )
-    return line(app, widget_id)
 
 
 async def dropped_notify_payment(server: BackgroundServer, code: str) -> str:

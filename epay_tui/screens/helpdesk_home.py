@@ -1,4 +1,5 @@
-"""服务台: search students by number or name; 对账, 审计日志 and log out from here."""
+"""服务台: search students by number or name; 退费审批, 日结, 对账, 审计日志, 欠费, 差异 and
+log out from here."""
 
 from __future__ import annotations
 
@@ -25,8 +26,12 @@ class HelpdeskHome(EpayScreen):
     HELP = "help.helpdesk"
     BINDINGS = [
         enter_key("search"),
+        bar_key("f3", "open('refund_approval')", "refund_approval", "F3"),
+        bar_key("f4", "open('cashier_report')", "cashier_report", "F4"),
         bar_key("f5", "reconcile", "reconcile", "F5"),
         bar_key("f6", "audit", "audit", "F6"),
+        bar_key("f7", "open('arrears')", "arrears", "F7"),
+        bar_key("f8", "open('discrepancies')", "discrepancies", "F8"),
         bar_key("f9", "logout", "logout", "F9"),
     ]
     COLUMNS = (
@@ -89,6 +94,10 @@ class HelpdeskHome(EpayScreen):
     @on(DataTable.RowSelected, "#students")
     def _open(self, event: DataTable.RowSelected) -> None:
         self.epay.go("student", username=event.row_key.value or "")
+
+    def action_open(self, name: str) -> None:
+        """退费审批, 日结, 欠费 or 差异, by name."""
+        self.epay.go(name)
 
     def action_reconcile(self) -> None:
         self.epay.go("reconcile")

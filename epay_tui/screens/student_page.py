@@ -1,4 +1,5 @@
-"""A student at the helpdesk: profile, fees and orders; 重置密码, 解除锁定, 查询支付结果."""
+"""A student at the helpdesk: profile, fees and orders; 重置密码, 解除锁定, 查询支付结果,
+现场缴费, and on a paid order 补发票据, 打印 and 退费申请."""
 
 from __future__ import annotations
 
@@ -20,14 +21,19 @@ from epay_tui.widgets.texts import Tr
 
 
 class StudentPage(EpayScreen):
-    """Profile, fees and orders of one student; 重置密码, 解除锁定, 查询支付结果."""
+    """Profile, fees and orders of one student; 重置密码, 解除锁定, 查询支付结果, 现场缴费;
+    补发票据, 打印 and 退费申请 on the paid order under the cursor."""
 
     TITLE_KEY = "staff.student_title"
     HELP = "help.helpdesk"
     BINDINGS = [
         bar_key("f3", "reset_password", "reset_password", "F3"),
         bar_key("f4", "unlock", "unlock", "F4"),
+        bar_key("f5", "counter_payment", "counter_payment", "F5"),
+        bar_key("f6", "receipt", "desk_resend", "F6"),
         bar_key("f7", "query_payment", "query_payment", "F7"),
+        bar_key("f8", "receipt", "desk_print", "F8"),
+        bar_key("f9", "refund", "refund_request", "F9"),
         BACK,
     ]
     COLUMNS = (("order_no", 18), ("items", 18), ("total", 11), ("status", 8), ("created", 11))
@@ -135,12 +141,48 @@ class StudentPage(EpayScreen):
 
         self._confirm("staff.unlock_question", run, username=name)
 
-    def action_query_payment(self) -> None:
+    def _order_no(self) -> str | None:
+        """The order under the cursor (None, said so, when the student has none)."""
         table = self.query_one("#student-orders", DataTable)
         if table.row_count == 0:
             self.say("staff.no_order")
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
+
+    def _paid_order_no(self) -> str | None:
+        """The paid order under the cursor, or None, said why."""
+        order_no = self._order_no()
+        if order_no is None or self.detail is None:
+            return None
+        order = next((o for o in self.detail.orders if o.order_no == order_no), None)
+        if order is None or order.status != "paid":
+            self.say("staff.not_paid", severity="error", order_no=order_no)
+            return None
+        return order_no
+
+    def action_counter_payment(self) -> None:
+        self.epay.go("counter_payment", username=self.username)
+
+    def action_receipt(self) -> None:
+        """补发票据 and 打印: the receipt screen holds both keys."""
+        order_no = self._paid_order_no()
+        if order_no is not None:
+            self.epay.go("receipt", order_no=order_no, staff=True)
+
+    def action_refund(self) -> None:
+        order_no = self._paid_order_no()
+        if order_no is not None:
+            self.epay.go("refund_request", order_no=order_no)
+
+    def on_screen_resume(self) -> None:
+        """Back from 现场缴费, the receipt or 退费申请: the page as it is now."""
+        if self.detail is not None:
+            self.reload()
+
+    def action_query_payment(self) -> None:
+        order_no = self._order_no()
+        if order_no is None:
             return
-        order_no = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
 
         def run() -> None:
             self.call_api(

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual import actions
 from textual.app import App
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.widget import Widget
 
@@ -56,7 +57,7 @@ class KeyBar(Widget):
     drawn."""
 
     DEFAULT_CSS = """
-    KeyBar { dock: bottom; height: 1; background: $panel; color: $text-muted; }
+    KeyBar { dock: bottom; height: auto; max-height: 3; background: $panel; color: $text-muted; }
     """
 
     def on_mount(self) -> None:
@@ -92,15 +93,37 @@ class KeyBar(Widget):
 
     def render(self) -> Text:
         """Every key with its word; when that is too wide, the global keys (F1 F2 ^Q,
-        the same on every screen) lose their words first, so no key is ever cut off."""
+        the same on every screen) lose their words first; when even that is too wide
+        (a helpdesk page with many actions), the keys go on over more lines, never cut."""
+        return self._drawn_lines(self.size.width)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self._drawn_lines(width).split())
+
+    def _drawn_lines(self, width: int) -> Text:
         lang = self.app.language
         own_keys, shared_keys = self.keys()
         own = [(key, tr(lang, word)) for key, word in own_keys]
         shared = [(key, tr(lang, word)) for key, word in shared_keys]
         line = self._line([*own, *shared])
-        if line.cell_len > self.size.width:
-            line = self._line([*own, *((key, "") for key, _ in shared)])
-        return line
+        if line.cell_len <= width or not width:
+            return line
+        short = self._line([*own, *((key, "") for key, _ in shared)])
+        if short.cell_len <= width:
+            return short
+        return self._wrapped([*own, *shared], width)
+
+    @classmethod
+    def _wrapped(cls, keys: list[tuple[str, str]], width: int) -> Text:
+        """``keys`` over as many lines as they need, a key never split from its word."""
+        lines: list[Text] = []
+        for key in keys:
+            piece = cls._line([key])
+            if lines and lines[-1].cell_len + piece.cell_len <= width:
+                lines[-1].append_text(piece)
+            else:
+                lines.append(piece)
+        return Text("\n").join(lines)
 
     @staticmethod
     def _line(keys: list[tuple[str, str]]) -> Text:

@@ -31,3 +31,10 @@ def refill_keeping_cursor(table: DataTable, fill: Callable[[], None]) -> None:
     fill()
     if key is not None and key in table.rows:
         table.move_cursor(row=table.get_row_index(key))
+
+
+def cursor_key(table: DataTable) -> str | None:
+    """The key of the row under the cursor (None in an empty table)."""
+    if table.row_count == 0:
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
