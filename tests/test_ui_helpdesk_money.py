@@ -3,18 +3,16 @@ its 凭证号, the receipt-type rule, one payment however often 确定 is presse
 退费审批 with two staff members (never one's own), 驳回 with a reason, 日结, 欠费 with its
 filter and CSV export, 差异 and a trade refund started from it.
 
-The receipt screen is another branch's: a stand-in registered here under "receipt" shows
-that the app asked for it. Waits are bounded loops on conditions, never sleeps.
+After a counter payment and on F6/F8 the real receipt screen opens with the staff's
+calls (its receipt loaded from the backend). Waits are bounded loops on conditions, never
+sleeps.
 """
 
 from __future__ import annotations
 
-import pytest
 from textual.pilot import Pilot
-from textual.screen import Screen
 from textual.widgets import DataTable, Input
 
-import epay_tui.app as app_module
 from epay_tui.api.client import ApiClient, new_idempotency_key
 from epay_tui.screens.arrears import ArrearsScreen
 from epay_tui.screens.cashier_report import CashierReportScreen
@@ -22,6 +20,7 @@ from epay_tui.screens.counter_payment import CounterPaymentScreen
 from epay_tui.screens.dialog import Choice
 from epay_tui.screens.discrepancies import DiscrepanciesScreen
 from epay_tui.screens.helpdesk_home import HelpdeskHome
+from epay_tui.screens.receipt import ReceiptScreen
 from epay_tui.screens.refund_approval import RefundApprovalScreen
 from epay_tui.screens.refund_request import RefundRequestScreen
 from epay_tui.screens.staff_login import StaffLoginScreen
@@ -45,22 +44,15 @@ FINANCE = ("finance01", "Finance2026")
 SIZE = (80, 24)
 
 
-class ReceiptStandIn(Screen):
-    """Stands in for the receipt screen of the other branch: what it was asked to show."""
-
-    def __init__(self, order_no: str, staff: bool = False) -> None:
-        super().__init__()
-        self.order_no, self.staff = order_no, staff
-
-
-@pytest.fixture(autouse=True)
-def receipt_stand_in(monkeypatch) -> None:
-    real = app_module.screen_class
-    monkeypatch.setattr(
-        app_module,
-        "screen_class",
-        lambda name: ReceiptStandIn if name == "receipt" else real(name),
-    )
+async def receipt_shown(pilot: Pilot, what: str) -> ReceiptScreen:
+    """The receipt screen, its receipt loaded through the staff's calls."""
+    app = pilot.app
+    await on_screen(pilot, ReceiptScreen, what)
+    screen = app.screen
+    await until(pilot, lambda: screen.desk.receipt is not None, f"{what}: loaded")
+    assert screen.staff is True and screen.desk.staff is True
+    assert screen.desk.receipt.receipt_no in screen_text(app)
+    return screen
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -126,9 +118,7 @@ async def test_counter_cash_keeps_the_receipt_type_rule_and_pays_once(make_ui_ap
         await until(pilot, lambda: isinstance(app.screen, Choice), "the question")
         assert "收取现金 ¥7,700.00" in screen_text(app)
         await pilot.press("enter", "enter", "enter")  # 确定, and twice more at once
-        await on_screen(pilot, ReceiptStandIn, "the receipt asked for")
-        assert app.screen.staff is True
-        order_no = app.screen.order_no
+        order_no = (await receipt_shown(pilot, "the receipt")).order_no
 
     async with await staff_api(ui_server) as staff:
         report = await staff.staff_cashier_report()
@@ -161,8 +151,7 @@ async def test_counter_pos_needs_its_slip_number_and_switching_keeps_one_type(
 
         await pilot.press(*"POS20261126A", "enter")
         await confirm(pilot, "enter", "以 POS 收取 ¥420.00（1 项，凭证号 POS20261126A）")
-        await on_screen(pilot, ReceiptStandIn, "the receipt asked for")
-        order_no = app.screen.order_no
+        order_no = (await receipt_shown(pilot, "the receipt")).order_no
 
     async with await staff_api(ui_server) as staff:
         detail = await staff.staff_student(ZHANG[0])
@@ -376,8 +365,7 @@ async def test_receipt_keys_need_a_paid_order(make_ui_app, ui_server):
         page = app.screen
         for key in ("f6", "f8"):
             await pilot.press(key)
-            await on_screen(pilot, ReceiptStandIn, "the receipt")
-            assert (app.screen.order_no, app.screen.staff) == (paid.order_no, True)
+            assert (await receipt_shown(pilot, "the receipt")).order_no == paid.order_no
             app.pop_screen()
             await on_screen(pilot, type(page), "the student page")
     async with ApiClient(ui_server.url) as chen:
