@@ -372,7 +372,7 @@ def test_killed_on_pay_screen_then_restarted_shows_the_same_open_order(ui_server
 
 def test_paid_from_the_phone_while_killed_then_restarted_shows_success(ui_server, start_client):
     """Paid while no client runs: the payment is kept once; the next run shows no QR for
-    it, and 我的订单 says 已支付 and opens it on 支付成功 with its receipt number.
+    it, and 我的订单 says 已支付 and opens its receipt (电子票据) with its number.
 
     (Only an unfinished order opens by itself after a restart, as ui.md says: the client
     keeps no record of which order it was showing when it died.)
@@ -391,7 +391,7 @@ def test_paid_from_the_phone_while_killed_then_restarted_shows_success(ui_server
     again.type("2")
     again.shows("我的订单", number, "学费、住宿费", "¥7,700.00", "已支付")
     again.type("\r")
-    again.shows("支付成功", f"订单号{number}", f"票据号{paid['receipt_no']}", "返回")
+    again.shows("电子票据", f"票据号{paid['receipt_no']}", f"订单号{number}", "补发票据")
     assert "扫码支付" not in again.raw()  # never a pay screen, nor a QR, for a paid order
     assert not any("▀" in row for row in again.rows())
     assert assert_paid_once(ui_server, number) == paid  # the restart changed nothing
