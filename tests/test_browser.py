@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from urllib.request import urlopen
 
 import pyte
 import pytest
@@ -401,6 +402,8 @@ def test_the_page_says_when_its_client_ends_and_a_reload_starts_a_new_one(
 def test_without_a_server_one_sandbox_backend_serves_every_page(start_web, open_page) -> None:
     web = start_web("--port", "0")
     url = web.url()
+    with urlopen(f"{url}/health", timeout=DEADLINE) as answer:  # what autostart waits on
+        assert json.load(answer) == {"status": "ok"}
     pages = [open_page(url) for _ in range(2)]
     for page, screen, _ in pages:
         assert page.title() == "常州工程职业技术学院"  # the demo college's /meta
