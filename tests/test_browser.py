@@ -350,9 +350,9 @@ def test_a_kiosk_browser_logs_in_by_keys_alone_and_pays_by_the_qr_on_its_screen(
 
     screen.shows("自助缴费", "退出登录")
     page.keyboard.press("1")
-    screen.shows("去支付", "未缴")
+    screen.shows("去支付", "教材费", "¥420.00")  # her unpaid items loaded (not the headings)
     page.keyboard.press("a")
-    screen.shows("合计")
+    screen.shows("已选3项", "合计¥630.00")  # 教材费, 保险费, 体检费 (the rest is paid)
     page.keyboard.press("Enter")
     screen.shows("确认订单", "提交支付")
     page.keyboard.press("Enter")
