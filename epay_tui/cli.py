@@ -145,6 +145,18 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, metavar="PATH", help="TOML settings file")
 
 
+def _web_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("web", help="serve the client to a browser (a kiosk's Chromium)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    p.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    p.add_argument(
+        "--public",
+        action="store_true",
+        help="allow a --host other than loopback: anyone who reaches it gets a client",
+    )
+    _client_flags(p)
+
+
 def run_client(args: argparse.Namespace) -> int:
     from epay_tui.config import SettingsError, load_settings
 
@@ -205,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _serve_parser(sub)
     _db_parser(sub)
     sub.add_parser("hash-pin", help="print the scrypt hash of a kiosk staff PIN for the config")
+    _web_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_main(args)
@@ -212,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return db_main(args)
     if args.command == "hash-pin":
         return hash_pin()
+    if args.command == "web":
+        from epay_tui.web import web_main
+
+        return web_main(args, log_to_file)
     return run_client(args)
 
 
