@@ -14,12 +14,19 @@ marker first shows, ANSI escape sequences stripped:
 * first frame: the login title 学生缴费登录 (``hello`` for the bare app);
 * captcha: a screen row with 64 consecutive ▀ (the 64x12-cell captcha).
 
-Then VmHWM is read from /proc/PID/status, ctrl+q (0x11) is sent and the exit is awaited
+VmHWM is read from /proc/PID/status at the first frame and again once the markers are
+on screen; then ctrl+q (0x11) is sent and the exit is awaited
 (killed after ``--timeout``). Anything written outside the alternate screen is reported:
 the app must never print to stdout or stderr. Config, data, state and cache dirs (and
 HOME) point into a temporary directory, so no user file is read or written.
 
-    python benchmarks/startup.py [--runs 5] [--timeout 20]
+What is imported and styled before the first frame is reported too, by package: one
+more run of the bare app and of ``epay-tui --server URL`` under ``-X importtime`` with
+stderr into a file (Textual draws on stderr too, so the import lines before the first
+frame's marker in that one stream are the imports before it), and the style sheets a
+headless run of the same client holds at its first frame, each parsed alone to time it.
+
+    python benchmarks/startup.py [--runs 5] [--timeout 20] [--no-report]
 """
 
 from __future__ import annotations
@@ -93,6 +100,7 @@ class Program:
 @dataclass
 class Run:
     first_frame: float | None = None
+    hwm_first_kib: int | None = None
     captcha: float | None = None
     hwm_kib: int | None = None
     exit_after: float | None = None
@@ -211,6 +219,7 @@ def run_once(program: Program, env: dict[str, str], timeout: float, trace: bool)
                 )
             if run.first_frame is None and program.first_marker in visible:
                 run.first_frame = arrived
+                run.hwm_first_kib = vm_hwm_kib(proc.pid)
             if run.first_frame is not None and program.captcha and CAPTCHA_ROW.search(rows):
                 run.captcha = arrived
             if run.first_frame is not None and (run.captcha is not None or not program.captcha):
@@ -318,12 +327,144 @@ def summary(values: list[float | None]) -> tuple[float | None, float | None]:
     return (statistics.median(got), min(got)) if got else (None, None)
 
 
+# ------------------------------------------------------------------------- the report
+_IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def imports_by_package(text: str) -> dict[str, tuple[int, float]]:
+    """``-X importtime`` lines -> {top-level package: (modules, self time in ms)}."""
+    found: dict[str, tuple[int, float]] = {}
+    for line in text.splitlines():
+        match = _IMPORT_LINE.match(line)
+        if match:
+            package = match.group(4).split(".")[0]
+            count, spent = found.get(package, (0, 0.0))
+            found[package] = (count + 1, spent + int(match.group(1)) / 1000)
+    return found
+
+
+def imports_before_first_frame(
+    argv: list[str], marker: str, env: dict[str, str], root: Path, timeout: float
+) -> str:
+    """The ``-X importtime`` lines a program writes before the first frame's marker: its
+    stderr (where Textual draws too) into a file, read until the marker shows."""
+    out = root / "imports.txt"
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+    with out.open("wb") as err:
+        proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_controlling_tty,
+        )
+    os.close(slave)
+    deadline = time.monotonic() + timeout
+    text = ""
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            _read(master, 0.02)  # drain the pty
+            text = out.read_text(errors="replace")
+            if marker in text:
+                break
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        os.close(master)
+    cut = text.find(marker)
+    return text[: cut if cut >= 0 else len(text)]
+
+
+def import_report(bare: str, client: str, top: int = 14) -> list[str]:
+    """The client's imports before its first frame by package, beside the bare app's."""
+    ours, base = imports_by_package(client), imports_by_package(bare)
+    lines = [
+        "| package | modules | self time, ms | in the bare app | modules | ms |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    ranked = sorted(ours.items(), key=lambda kv: -kv[1][1])
+    for package, (count, spent) in ranked[:top]:
+        b_count, b_spent = base.get(package, (0, 0.0))
+        also = "yes" if package in base else "no"
+        lines.append(f"| {package} | {count} | {spent:.1f} | {also} | {b_count} | {b_spent:.1f} |")
+    rest = ranked[top:]
+    lines.append(
+        f"| {len(rest)} others | {sum(c for _, (c, _) in rest)} | "
+        f"{sum(t for _, (_, t) in rest):.1f} | | | |"
+    )
+    total = (sum(c for c, _ in ours.values()), sum(t for _, t in ours.values()))
+    bare_total = (sum(c for c, _ in base.values()), sum(t for _, t in base.values()))
+    lines.append(
+        f"| **all** | {total[0]} | {total[1]:.1f} | | {bare_total[0]} | {bare_total[1]:.1f} |"
+    )
+    return lines
+
+
+def styles_at_first_frame(url: str) -> list[tuple[str, int, float]]:
+    """The style sheets the client holds at its first frame (a headless run to the login
+    screen): (where from, rules, ms to parse it alone, median of 5)."""
+    import asyncio
+
+    from textual.css.stylesheet import Stylesheet
+
+    from epay_tui.app import make_app
+    from epay_tui.config import load_settings
+
+    async def first_frame() -> list[tuple[str, int, float]]:
+        app = make_app(load_settings({"server": url}, env={}, config_path=None))
+        async with app.run_test(size=(COLS, ROWS)) as pilot:
+            await pilot.pause()
+            variables = app.get_css_variables()
+            sources = list(app.stylesheet.source.items())
+        timed = []
+        for (path, name), source in sources:
+            spent, rules = [], 0
+            for _ in range(5):
+                sheet = Stylesheet(variables=variables)
+                began = time.perf_counter()
+                sheet.add_source(
+                    source.content,
+                    read_from=(path, name),
+                    is_default_css=source.is_defaults,
+                    tie_breaker=source.tie_breaker,
+                    scope=source.scope,
+                )
+                sheet.parse()
+                spent.append((time.perf_counter() - began) * 1000)
+                rules = len(sheet.rules)
+            where = name or Path(path).name
+            if not name and "site-packages" not in path:
+                where = Path(path).name
+            timed.append((where, rules, statistics.median(spent)))
+        return timed
+
+    return asyncio.run(first_frame())
+
+
+def style_report(styles: list[tuple[str, int, float]]) -> list[str]:
+    lines = ["| style sheet | rules | ms to parse |", "|---|---:|---:|"]
+    for where, rules, spent in sorted(styles, key=lambda s: -s[2]):
+        lines.append(f"| {where} | {rules} | {spent:.2f} |")
+    lines.append(
+        f"| **all {len(styles)}** | {sum(r for _, r, _ in styles)} | "
+        f"{sum(t for _, _, t in styles):.1f} |"
+    )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="measured runs per program")
     parser.add_argument("--timeout", type=float, default=20.0, help="bound on every wait, s")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs per program")
     parser.add_argument("--trace", action="store_true", help="log every pty chunk to stderr")
+    parser.add_argument(
+        "--no-report", action="store_true", help="skip the imports and styles before the frame"
+    )
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0 or args.timeout <= 0:
         parser.error("--runs must be >= 1, --warmup >= 0, --timeout > 0")
@@ -353,6 +494,22 @@ def main() -> int:
                         results[program.name].append(run)
                     for problem in run.problems:
                         print(f"! {program.name}, run {i + 1}: {problem}", file=sys.stderr)
+            report: list[str] = []
+            if not args.no_report:
+                traced = [
+                    imports_before_first_frame(argv, marker, env, root, args.timeout)
+                    for argv, marker in (
+                        ([sys.executable, "-X", "importtime", "-c", BARE_APP], "hello"),
+                        (
+                            [sys.executable, "-X", "importtime", "-m", "epay_tui", "--server", url],
+                            TITLE,
+                        ),
+                    )
+                ]
+                report += ["Imported before the first frame (`-X importtime`, one run each):", ""]
+                report += import_report(*traced)
+                report += ["", "Styled at the first frame (headless, each sheet parsed alone):", ""]
+                report += style_report(styles_at_first_frame(url))
         finally:
             stop(backend, args.timeout)
 
@@ -369,9 +526,10 @@ def main() -> int:
     bare_first, _ = summary([r.first_frame for r in results[programs[0].name]])
     print(
         "| program | first frame | ratio | captcha shown | ratio | "
-        "peak memory (VmHWM) | exit after ctrl+q | ok runs |"
+        "memory at the first frame | ratio | peak memory (VmHWM) | exit after ctrl+q | ok runs |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    bare_hwm, _ = summary([r.hwm_first_kib for r in results[programs[0].name]])
     for program in programs:
         runs = results[program.name]
         cells = [program.name]
@@ -383,6 +541,11 @@ def main() -> int:
             cells.append(f"{ms(med)} ({ms(low)})")
             ratio = med / bare_first if med is not None and bare_first else None
             cells.append("-" if ratio is None else f"{ratio:.2f}x")
+        first_med, first_low = summary([r.hwm_first_kib for r in runs])
+        cells.append(
+            "-" if first_med is None else f"{first_med / 1024:.1f} MiB ({first_low / 1024:.1f})"
+        )
+        cells.append(f"{first_med / bare_hwm:.2f}x" if first_med and bare_hwm else "-")
         hwm_med, hwm_low = summary([r.hwm_kib for r in runs])
         cells.append("-" if hwm_med is None else f"{hwm_med / 1024:.1f} MiB ({hwm_low / 1024:.1f})")
         exit_med, _ = summary([r.exit_after for r in runs])
@@ -391,6 +554,9 @@ def main() -> int:
         cells.append(f"{ok}/{len(runs)}")
         print("| " + " | ".join(cells) + " |")
 
+    if report:
+        print()
+        print("\n".join(report))
     problems = [(name, p) for name, runs in results.items() for r in runs for p in r.problems]
     if problems:
         print()

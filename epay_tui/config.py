@@ -7,7 +7,6 @@ first frame should not wait for a validation library.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +108,8 @@ def _from_toml(path: Path, required: bool) -> dict[str, Any]:
         if required:
             raise SettingsError(f"config file not found: {path}")
         return {}
+    import tomllib  # only with a file to read: start-up does without it otherwise
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

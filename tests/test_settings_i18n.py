@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 
 from epay_tui.api import errors, rules
 from epay_tui.config import Settings, SettingsError, load_settings
-from epay_tui.i18n import CATALOGS, tr
+from epay_tui.i18n import LANGUAGES, catalog, tr
 from epay_tui.i18n.errors import describe
 from epay_tui.screens.change_password import ChangePasswordScreen
 from epay_tui.screens.help import HelpScreen
@@ -30,6 +30,8 @@ from epay_tui.screens.profile import ProfileScreen
 from epay_tui.screens.reset_password import ResetPasswordScreen
 from tests.conftest import ZHANG, latest_captcha_answer
 from tests.test_ui_accounts import SIZE, answer_for, screen_text, settle, start
+
+CATALOGS = {lang: catalog(lang) for lang in LANGUAGES}
 
 KIOSK_TOML = """\
 server = "http://toml.example:8000/"
@@ -394,3 +396,17 @@ def test_the_raw_key_probe_would_see_a_key():
     text = "学生缴费登录 login.title {seconds}"
     assert [k for k in KEYS if k in text] == ["login.title"]
     assert re.findall(r"{\w+}", text) == ["{seconds}"]
+
+
+def test_the_other_languages_catalog_is_loaded_when_first_asked_for():
+    """Start-up in Chinese does without the English catalog (and the reverse)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from epay_tui.i18n import tr; tr('zh', 'app.busy');"
+        " print('epay_tui.i18n.en' in sys.modules);"
+        " tr('en', 'app.busy'); print('epay_tui.i18n.en' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "True"], done.stderr
