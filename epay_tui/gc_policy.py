@@ -39,7 +39,7 @@ QUIET_SECONDS = 1.0
 """No key or click for this long: a full collection will not be in anyone's way."""
 CHECK_SECONDS = 0.5
 """How often the app asks whether it is a quiet moment."""
-GEN2_EVERY = 1000
+GEN2_EVERY = 200
 """Generation-1 collections between automatic full ones (CPython's default: 10)."""
 
 
