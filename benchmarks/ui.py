@@ -298,6 +298,14 @@ class Results:
     cold_pay: tuple[float, float] = (0.0, 0.0)
     gc_windows: list[tuple[float, float]] = field(default_factory=list)
     """(start, end) of every generation-2 collection."""
+    young_gc_windows: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) of every generation-0 and generation-1 collection."""
+    key_windows: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) of every key pressed on 自助缴费: ``space`` to its frame, any other
+    key from the start of ``pilot.press`` until it returned."""
+    quiet_collections: int | None = None
+    freezes: int | None = None
+    frozen_objects: int = 0
     windows: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     """(start, end) of every frame-hook sample, per measurement."""
     fee_screens_alive: int = 0
@@ -344,6 +352,7 @@ async def measure_fees(
         # the baseline: a key bound to nothing, measured the same way
         start = time.perf_counter()
         await pilot.press(NOOP_KEY)
+        out.key_windows.append((start, time.perf_counter()))
         await pilot.pause()
         out.noop_raw.append(time.perf_counter() - start)
 
@@ -358,6 +367,7 @@ async def measure_fees(
         assert watch.hit is not None
         out.space_frame.append(watch.hit - start)
         out.windows.setdefault("space", []).append((start, watch.hit))
+        out.key_windows.append((start, watch.hit))
         out.space_frames_drawn.append(watch.frames - frames_before)
         if not isinstance(app.screen, FeesScreen):
             raise BenchError(f"press {n}: space opened {type(app.screen).__name__}")
@@ -368,7 +378,9 @@ async def measure_fees(
             direction = "up"
         elif direction == "up" and row <= first_item:
             direction = "down"
+        start = time.perf_counter()
         await pilot.press(direction)
+        out.key_windows.append((start, time.perf_counter()))
         await pilot.pause()
     watch.expect(lambda: False)
     await back_to_menu(pilot, args.timeout)
@@ -448,21 +460,32 @@ async def measure_payment(
             await until(pilot, lambda: not busy(app), args.timeout, "自助缴费 settled", 0.02)
             await back_to_menu(pilot, args.timeout)
 
+    policy = getattr(app, "gc_policy", None)  # the app's own (none before issue 14)
+    if policy is not None:
+        out.quiet_collections, out.freezes = policy.collections, policy.freezes
+    out.frozen_objects = gc.get_freeze_count()
+    ours = len(out.gc_windows)
     gc.collect()  # on the menu: every 自助缴费 screen has been closed
+    del out.gc_windows[ours:]  # the benchmark's own collection is not the app's pause
     out.fee_screens_alive = sum(1 for o in gc.get_objects() if isinstance(o, FeesScreen))
     out.fee_screens_opened = 2 * (args.runs + 1)  # measure_fees and measure_payment
     out.language_watchers = len(getattr(app, "__watchers", {}).get("language", []))
 
 
-def track_gc(windows: list[tuple[float, float]]) -> Callable[[str, dict[str, Any]], None]:
-    """A ``gc.callbacks`` hook: appends (start, end) of every generation-2 collection."""
+def track_gc(
+    windows: list[tuple[float, float]], young: list[tuple[float, float]]
+) -> Callable[[str, dict[str, Any]], None]:
+    """A ``gc.callbacks`` hook: appends (start, end) of every generation-2 collection to
+    ``windows``, of every younger one to ``young``."""
     started = [0.0]
 
     def hook(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             started[0] = time.perf_counter()
-        elif info.get("generation") == 2:
-            windows.append((started[0], time.perf_counter()))
+        else:
+            (windows if info.get("generation") == 2 else young).append(
+                (started[0], time.perf_counter())
+            )
 
     return hook
 
@@ -485,7 +508,7 @@ async def run(args: argparse.Namespace) -> Results:
         rows = args.tags + math.ceil(args.items / args.tags)  # tag lines + the open tag's items
         out.rss_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         app = make_app(Settings(server=server.url), ApiClient(server.url))
-        hook = track_gc(out.gc_windows)
+        hook = track_gc(out.gc_windows, out.young_gc_windows)
         gc.callbacks.append(hook)
         try:
             watch = FrameWatch()
@@ -586,6 +609,34 @@ def report(args: argparse.Namespace, out: Results) -> None:
         )
     else:
         print("| generation-2 GC pauses during the whole run [^4] | 0 | | | | |")
+    during = [
+        end - start
+        for start, end in out.gc_windows + out.young_gc_windows
+        if any(k0 < end and k1 > start for k0, k1 in out.key_windows)
+    ]
+    over = sum(1 for v in during if v > budget)
+    gen2_during = sum(
+        1
+        for start, end in out.gc_windows
+        if any(k0 < end and k1 > start for k0, k1 in out.key_windows)
+    )
+    note = (
+        f"max {ms(max(during)) if during else '-'}; over 16.7 ms: {over}; generation 2: "
+        f"{gen2_during}; {len(out.key_windows)} key presses on 自助缴费"
+    )
+    if during:
+        print(row("GC pauses (any generation) overlapping a key press [^5]", during, note))
+    else:
+        print(f"| GC pauses (any generation) overlapping a key press [^5] | 0 | | | | {note} |")
+    policy = (
+        "no policy in the app"
+        if out.quiet_collections is None
+        else f"quiet-moment collections: {out.quiet_collections}; freezes: {out.freezes}"
+    )
+    print(
+        f"| GC policy [^5] | 1 | {out.frozen_objects} objects frozen | | |"
+        f" {policy}; young (gen 0/1) collections: {len(out.young_gc_windows)} |"
+    )
     print(
         f"| peak memory (ru_maxrss, whole process) | 1 | {out.rss_end_kib / 1024:.1f} MiB | | |"
         f" before the app started: {out.rss_before_kib / 1024:.1f} MiB |"
@@ -634,6 +685,14 @@ def report(args: argparse.Namespace, out: Results) -> None:
         "a screen that watched `app.language` (`self.watch(self.app, ...)`, and every "
         "`Tr`/`TrButton` on it) stays referenced from the app's watcher list until the "
         "language next changes, which Textual uses to prune closed watchers."
+    )
+    print(
+        "[^5]: every collection (generations 0-2, from the same hook) that overlaps a key "
+        "press on 自助缴费: `space` from the press to its frame, `f24` and the moves "
+        "between rows from the start of `pilot.press` until it returned (that window "
+        "includes Pilot's idle waits, so this over-counts). Frozen objects: "
+        "`gc.get_freeze_count()` on the menu at the end; the app's quiet-moment "
+        "collections and freezes are its `gc_policy` counters."
     )
 
 

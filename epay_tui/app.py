@@ -17,6 +17,7 @@ from textual.screen import Screen
 from epay_tui.api.clock import Clock, SystemClock
 from epay_tui.api.rules import printable_only
 from epay_tui.flow.session import ServerClock, Session
+from epay_tui.gc_policy import CHECK_SECONDS, QuietCollector
 from epay_tui.i18n import other
 from epay_tui.screens.base import EpayScreen, WatchesKeys
 from epay_tui.widgets.chrome import bar_key
@@ -112,6 +113,8 @@ class EpayApp(App[None]):
         """How many times the kiosk has looked at the clock (tests wait on it)."""
         self.kiosk_return_at: datetime | None = None
         """Kiosk: when to go back to a clean login after 支付成功."""
+        self.gc_policy = QuietCollector()
+        """Garbage collection at quiet moments, not between a key and its frame."""
 
     @property
     def meta(self) -> Meta | None:
@@ -133,6 +136,8 @@ class EpayApp(App[None]):
     # ----------------------------------------------------------------- start-up
     def on_mount(self) -> None:
         self.push_screen(self.login_screen())
+        self.gc_policy.install()
+        self.set_interval(CHECK_SECONDS, self.gc_policy.tick, name="quiet-gc")
         if self.settings.kiosk:
             self.set_interval(KIOSK_TICK_SECONDS, self.kiosk_tick)
         if self.api is not None:
@@ -153,6 +158,7 @@ class EpayApp(App[None]):
 
         self.embedded = BackgroundServer(ServerConfig(demo_data=True, port=0)).start()
         self.call_from_thread(self._use_backend, self.embedded.url)
+        self.call_from_thread(self.gc_policy.freeze)  # the backend lives as long as we do
 
     def _use_backend(self, url: str) -> None:
         from epay_tui.api.client import ApiClient
@@ -193,6 +199,7 @@ class EpayApp(App[None]):
         return self.api
 
     async def on_unmount(self) -> None:
+        self.gc_policy.uninstall()
         if self.api is not None:
             await self.api.aclose()
         if self.embedded is not None:  # quitting never waits on the embedded backend
@@ -252,6 +259,7 @@ class EpayApp(App[None]):
             event.text = printable_only(event.text, keep="\r\n")
         if isinstance(event, events.Key | events.MouseDown):
             self.last_activity = self.clock.now()
+            self.gc_policy.input()
             screen = self.screen
             answered = isinstance(screen, WatchesKeys) and screen.key_activity()
             if answered and isinstance(event, events.Key):

@@ -16,6 +16,7 @@ from epay_tui.i18n import tr
 from epay_tui.screens.base import BACK, EpayScreen, enter_key
 from epay_tui.screens.dialog import Choice
 from epay_tui.widgets.chrome import bar_key
+from epay_tui.widgets.tables import RowTable
 from epay_tui.widgets.texts import Tr, TrButton
 
 COLUMNS = (
@@ -49,7 +50,7 @@ class FeesScreen(EpayScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         yield Tr(id="hours", classes="notice")
-        table = DataTable(id="fees", cursor_type="row", zebra_stripes=False, cell_padding=1)
+        table = RowTable(id="fees", cursor_type="row", zebra_stripes=False, cell_padding=1)
         yield table
         yield Tr(id="detail", classes="muted")
         with Horizontal(classes="buttons", id="fee-actions"):
@@ -187,8 +188,7 @@ class FeesScreen(EpayScreen):
             detail.clear()
 
     def _update_row(self, item: FeeItem) -> None:
-        table = self.query_one(DataTable)
-        table.update_cell(item.id, "mark", self._cells(item)[0])
+        self.query_one(RowTable).update_row_cell(item.id, "mark", self._cells(item)[0])
         self._show_total()
 
     # ----------------------------------------------------------------- checking

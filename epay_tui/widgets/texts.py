@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from rich.cells import cell_len
 from textual.widgets import Button, Static
 
 from epay_tui.i18n import tr
@@ -39,7 +40,25 @@ class Tr(Static):
         return tr(lang, self.key, **values)
 
     def retranslate(self) -> None:
-        self.update(self.text())
+        old, new = self.content, self.text()
+        if new == old:
+            return
+        self.update(new, layout=not self._same_box(old, new))
+
+    def _same_box(self, old: object, new: str) -> bool:
+        """Whether ``new`` takes the room ``old`` took: both one line that fits the width
+        (and, for a widget as wide as its text, as wide as each other). Then the screen
+        needs a repaint of this line, not a new layout (a key on 自助缴费 changes 合计)."""
+        width = self.content_size.width
+        if not isinstance(old, str) or width <= 0 or "\n" in old or "\n" in new:
+            return False
+        if cell_len(old) > width or cell_len(new) > width:
+            return False
+        return (
+            not self.styles.width
+            or not self.styles.width.is_auto
+            or (cell_len(old) == cell_len(new))
+        )
 
     def show(self, key: str, *, severity: str | None = None, **values: Any) -> None:
         """Show ``key``; ``severity`` (``error``/``ok``) colours it."""
