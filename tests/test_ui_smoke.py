@@ -20,20 +20,3 @@ async def test_first_login_forces_change_then_menu(make_ui_app, ui_server):
         assert type(app.screen).__name__ == "MenuScreen"
         assert app.user == ("2024010001", "张伟")
 
-
-async def test_a_screens_styles_are_parsed_together_not_in_waves(make_ui_app, monkeypatch):
-    """Textual parses every style sheet again when a widget of a new class arrives; the
-    login's tree is handed to it whole before mounting (``style_at_once``), so showing
-    it costs one parse of everything rather than one per level of containers."""
-    from textual.css.stylesheet import Stylesheet
-
-    from epay_tui.screens.login import LoginScreen
-
-    parses = []
-    real = Stylesheet.parse
-    monkeypatch.setattr(Stylesheet, "parse", lambda sheet: (parses.append(1), real(sheet))[1])
-    app = make_ui_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        assert isinstance(app.screen, LoginScreen)
-        assert len(parses) <= 3, len(parses)  # the app's own sheets, the screen, its tree

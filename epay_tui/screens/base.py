@@ -92,26 +92,6 @@ class WatchesKeys(Protocol):
         ...
 
 
-def style_at_once(stylesheet: Any, widgets: Iterable[Widget]) -> None:
-    """Give the style sheet the CSS of every widget class in a screen's tree before any
-    of it is mounted. Textual parses all its CSS again whenever a widget of a new class
-    arrives, and a tree mounted level by level (containers, then what they hold) brings
-    new classes in waves: the login screen cost six parses of everything, now two. The
-    sources added are exactly those each widget adds when mounted, so that adds nothing."""
-    seen: set[type] = set()
-    todo = list(widgets)
-    while todo:
-        widget = todo.pop()
-        todo.extend(widget._pending_children)
-        if type(widget) in seen:
-            continue
-        seen.add(type(widget))
-        for read_from, css, tie_breaker, scope in widget._get_default_css():
-            stylesheet.add_source(
-                css, read_from=read_from, is_default_css=True, tie_breaker=tie_breaker, scope=scope
-            )
-
-
 class EpayScreen(Screen[Any]):
     """A screen of the app. Subclasses give ``TITLE_KEY``, ``HELP``, ``BINDINGS`` (the
     key bar draws them) and ``compose_body``; the message line (``#message``) shows
@@ -139,9 +119,6 @@ class EpayScreen(Screen[Any]):
     def compose_body(self) -> Iterable[Widget]:
         return ()
 
-    async def mount_composed_widgets(self, widgets: list[Widget]) -> None:
-        style_at_once(self.app.stylesheet, widgets)
-        await super().mount_composed_widgets(widgets)
 
     def _list(self) -> OptionList | DataTable[Any]:
         rows = self.query("OptionList, DataTable").first()
