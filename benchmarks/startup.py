@@ -122,6 +122,23 @@ def _controlling_tty() -> None:  # in the child, after setsid: the pty becomes i
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+def _spawn(argv: list[str], env: dict[str, str], slave: int, stderr) -> subprocess.Popen:
+    """The program on the pty's slave side, in a session of its own whose terminal it
+    is; the parent's copy of the slave is closed."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=slave,
+        stdout=slave,
+        stderr=stderr,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_controlling_tty,
+        close_fds=True,
+    )
+    os.close(slave)
+    return proc
+
+
 def _read(master: int, timeout: float) -> bytes | None:
     """One chunk from the pty; b"" when nothing came in ``timeout``; None at EOF."""
     ready, _, _ = select.select([master], [], [], max(0.0, timeout))
@@ -182,17 +199,7 @@ def run_once(program: Program, env: dict[str, str], timeout: float, trace: bool)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     screen = Screen()
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        program.argv,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        start_new_session=True,
-        preexec_fn=_controlling_tty,
-        close_fds=True,
-    )
-    os.close(slave)
+    proc = _spawn(program.argv, env, slave, slave)
     eof = False
     try:
         deadline = start + timeout
@@ -352,16 +359,7 @@ def imports_before_first_frame(
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
     with out.open("wb") as err:
-        proc = subprocess.Popen(
-            argv,
-            stdin=slave,
-            stdout=slave,
-            stderr=err,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_controlling_tty,
-        )
-    os.close(slave)
+        proc = _spawn(argv, env, slave, err)
     deadline = time.monotonic() + timeout
     text = ""
     try:

@@ -157,21 +157,20 @@ def _web_parser(sub: argparse._SubParsersAction) -> None:
     _client_flags(p)
 
 
+def client_settings(args: argparse.Namespace):
+    """The client's settings from its flags (and the config file and variables they
+    name); raises ``SettingsError``."""
+    from epay_tui.config import load_settings
+
+    flags = ("server", "lang", "kiosk", "helpdesk", "idle_timeout", "printer")
+    return load_settings({name: getattr(args, name) for name in flags}, config_path=args.config)
+
+
 def run_client(args: argparse.Namespace) -> int:
-    from epay_tui.config import SettingsError, load_settings
+    from epay_tui.config import SettingsError
 
     try:
-        settings = load_settings(
-            {
-                "server": args.server,
-                "lang": args.lang,
-                "kiosk": args.kiosk,
-                "helpdesk": args.helpdesk,
-                "idle_timeout": args.idle_timeout,
-                "printer": args.printer,
-            },
-            config_path=args.config,
-        )
+        settings = client_settings(args)
     except SettingsError as exc:
         print(f"epay-tui: {exc}", file=sys.stderr)
         return 2

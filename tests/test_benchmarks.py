@@ -11,16 +11,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_load_benchmark_quick_run_has_no_errors_and_the_invariants_hold(tmp_path):
+def benchmark(script: str, *flags: str, cwd: Path) -> str:
+    """Run ``benchmarks/<script>`` with ``flags``; its report, once it ended well."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "load.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), *flags],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=tmp_path,
+        cwd=cwd,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    report = done.stdout
+    return done.stdout
+
+
+def test_load_benchmark_quick_run_has_no_errors_and_the_invariants_hold(tmp_path):
+    report = benchmark("load.py", "--quick", cwd=tmp_path)
     assert "| payers | req/s |" in report  # the table the README quotes
     assert "\nerrors: 0\n" in report
     assert "\ninvariants: hold" in report
@@ -30,15 +35,7 @@ def test_load_benchmark_quick_run_has_no_errors_and_the_invariants_hold(tmp_path
 def test_the_startup_benchmark_reports_what_comes_before_the_first_frame(tmp_path):
     """One run of each program: no problem reported, the first frame found, and the
     imports and style sheets before it listed (our own package among the imports)."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--runs", "1", "--warmup", "0"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    report = done.stdout
+    report = benchmark("startup.py", "--runs", "1", "--warmup", "0", cwd=tmp_path)
     assert "| epay-tui --server URL |" in report and "Problems:" not in report
     imports = report[report.index("Imported before the first frame") :]
     assert "| epay_tui |" in imports and "| textual |" in imports

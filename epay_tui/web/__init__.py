@@ -65,24 +65,9 @@ def client_argv(args: argparse.Namespace, server: str) -> list[str]:
     return argv
 
 
-def _settings_of(args: argparse.Namespace):
-    from epay_tui.config import load_settings
-
-    return load_settings(
-        {
-            "server": args.server,
-            "lang": args.lang,
-            "kiosk": args.kiosk,
-            "helpdesk": args.helpdesk,
-            "idle_timeout": args.idle_timeout,
-            "printer": args.printer,
-        },
-        config_path=args.config,
-    )
-
-
 def web_main(args: argparse.Namespace, log_to_file: Any) -> int:
     """Check the flags, start the embedded backend if no server is set, serve."""
+    from epay_tui.cli import client_settings
     from epay_tui.config import SettingsError
 
     if not is_loopback(args.host) and not args.public:
@@ -93,7 +78,7 @@ def web_main(args: argparse.Namespace, log_to_file: Any) -> int:
         )
         return 2
     try:
-        settings = _settings_of(args)
+        settings = client_settings(args)
     except SettingsError as exc:
         print(f"epay-tui web: {exc}", file=sys.stderr)
         return 2
