@@ -157,17 +157,8 @@ def _web_parser(sub: argparse._SubParsersAction) -> None:
     _client_flags(p)
 
 
-def client_settings(args: argparse.Namespace):
-    """The client's settings from its flags (and the config file and variables they
-    name); raises ``SettingsError``."""
-    from epay_tui.config import load_settings
-
-    flags = ("server", "lang", "kiosk", "helpdesk", "idle_timeout", "printer")
-    return load_settings({name: getattr(args, name) for name in flags}, config_path=args.config)
-
-
 def run_client(args: argparse.Namespace) -> int:
-    from epay_tui.config import SettingsError
+    from epay_tui.config import SettingsError, client_settings
 
     try:
         settings = client_settings(args)

@@ -151,3 +151,14 @@ def load_settings(
     merged.update(_from_env(os.environ if env is None else env))
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
     return Settings(**{k: _coerce(k, v) for k, v in merged.items()})
+
+
+CLIENT_FLAGS = ("server", "lang", "kiosk", "helpdesk", "idle_timeout", "printer")
+"""The command line's client flags that are settings (``--config`` names the file)."""
+
+
+def client_settings(args: Any) -> Settings:
+    """The settings of ``epay-tui`` and ``epay-tui web`` from their parsed flags (an
+    ``argparse.Namespace``), the config file and the variables."""
+    flags = {name: getattr(args, name) for name in CLIENT_FLAGS}
+    return load_settings(flags, config_path=args.config)

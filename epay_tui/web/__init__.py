@@ -67,8 +67,7 @@ def client_argv(args: argparse.Namespace, server: str) -> list[str]:
 
 def web_main(args: argparse.Namespace, log_to_file: Any) -> int:
     """Check the flags, start the embedded backend if no server is set, serve."""
-    from epay_tui.cli import client_settings
-    from epay_tui.config import SettingsError
+    from epay_tui.config import SettingsError, client_settings
 
     if not is_loopback(args.host) and not args.public:
         print(
