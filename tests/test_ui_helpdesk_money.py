@@ -25,7 +25,7 @@ from epay_tui.screens.refund_approval import RefundApprovalScreen
 from epay_tui.screens.refund_request import RefundRequestScreen
 from epay_tui.screens.staff_login import StaffLoginScreen
 from epay_tui.server.runner import BackgroundServer
-from tests.conftest import CHEN, STAFF, ZHANG, solve_login
+from tests.conftest import CHEN, LI, STAFF, ZHANG, solve_login
 from tests.helpdesk_flows import (
     chen_paid,
     confirm,
@@ -379,3 +379,29 @@ async def test_receipt_keys_need_a_paid_order(make_ui_app, ui_server):
         await pilot.press("f9")
         await until(pilot, lambda: message_key(app) == "staff.not_paid", "refused")
         assert isinstance(app.screen, type(page))
+
+
+async def test_a_resend_to_contacts_that_are_not_valid_says_what_to_do(make_ui_app, ui_server):
+    """李娜 paid at the counter with a bad phone and no e-mail: 补发票据 on her receipt
+    says so in the helpdesk's words (print the slip, or have her fix 个人信息)."""
+    async with await staff_api(ui_server) as staff:
+        detail = await staff.staff_student(LI[0])
+        item = next(i for t in detail.fees.tags for i in t.items if i.state == "unpaid")
+        paid = await staff.staff_counter_payment(
+            LI[0], [item.id], "cash", None, new_idempotency_key()
+        )
+    app = make_ui_app(helpdesk=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await staff_home(pilot, ui_server)
+        page = await open_student(pilot, LI[0])
+        assert rows(page.query_one("#student-orders", DataTable))[0][0] == paid.order_no
+        await pilot.press("f6")
+        screen = await receipt_shown(pilot, "her receipt")
+        await pilot.press("r")
+        await until(
+            pilot,
+            lambda: screen.message.key == "receipt.contacts_invalid_staff",
+            "the refusal in words",
+        )
+        assert "该学生的手机号、邮箱有误" in screen_text(app)
+        assert screen.desk.receipt is not None  # the receipt stays on screen

@@ -229,6 +229,8 @@ MESSAGES: dict[str, str] = {
     "receipt.status.partially_refunded": "Partly refunded",
     "receipt.resending": "Resending the receipt…",
     "receipt.resent": "The e-receipt was sent again to the phone and e-mail on file",
+    "receipt.contacts_invalid": "Your phone or e-mail on file is not valid: fix them in Profile, then resend",
+    "receipt.contacts_invalid_staff": "The student's phone or e-mail is not valid: print the slip, or ask them to fix Profile",
     "receipt.not_loaded": "The receipt is still loading: print in a moment",
     "receipt.printing": "Printing the slip…",
     "receipt.printed": "The slip is printed: please take it",

@@ -229,6 +229,8 @@ MESSAGES: dict[str, str] = {
     "receipt.status.partially_refunded": "部分退款",
     "receipt.resending": "正在补发票据…",
     "receipt.resent": "电子票据已重新发送到预留的手机和邮箱",
+    "receipt.contacts_invalid": "手机号、邮箱有误，无法补发票据：请在个人信息中维护后再试",
+    "receipt.contacts_invalid_staff": "该学生的手机号、邮箱有误，无法补发票据：可打印缴费凭证，或请学生维护个人信息",
     "receipt.not_loaded": "票据还在读取中，请稍后再打印",
     "receipt.printing": "正在打印缴费凭证…",
     "receipt.printed": "缴费凭证已打印，请取走",

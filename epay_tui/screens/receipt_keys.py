@@ -10,6 +10,7 @@ from epay_tui.screens.base import EpayScreen
 from epay_tui.widgets.chrome import bar_key
 
 if TYPE_CHECKING:
+    from epay_tui.api.errors import ApiError
     from epay_tui.api.models import Receipt
 
 RESEND = bar_key("r", "resend_receipt", "resend_receipt", "R")
@@ -56,8 +57,21 @@ class ReceiptKeys(EpayScreen):
             return
         self.say("receipt.resending")
         self.call_api(
-            desk.resend, lambda _: self.say("receipt.resent", severity="ok"), group="resend"
+            desk.resend,
+            lambda _: self.say("receipt.resent", severity="ok"),
+            group="resend",
+            failed=self._resend_refused,
         )
+
+    def _resend_refused(self, exc: ApiError) -> bool:
+        """Contacts that are not valid now: say where to fix them, in this screen's words
+        (the catalog's own sentence is about paying)."""
+        if exc.code != "PROFILE_INCOMPLETE":
+            return False
+        staff = self.desk is not None and self.desk.staff
+        key = "receipt.contacts_invalid_staff" if staff else "receipt.contacts_invalid"
+        self.say(key, severity="error")
+        return True
 
     def action_print_receipt(self) -> None:
         desk = self.desk
