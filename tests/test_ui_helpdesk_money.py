@@ -356,13 +356,22 @@ async def test_a_discrepancy_starts_a_trade_refund(make_ui_app, ui_server):
     )
 
 
-async def test_receipt_keys_need_a_paid_order(make_ui_app, ui_server):
-    """F6 / F8 open the receipt of a paid order, F9 its refund; an open order is refused."""
+async def test_receipt_keys_need_a_paid_order(make_ui_app, ui_server, tmp_path):
+    """F6 / F8 open the receipt of a paid order, F9 its refund; an open order is refused.
+    F8 打印 is there only with a printer configured."""
     paid = await chen_paid(ui_server, "medical")
     app = make_ui_app(helpdesk=True)
     async with app.run_test(size=SIZE) as pilot:
         await chen_page_with(pilot, ui_server, paid.order_no)
+        assert "打印" not in screen_text(app) and "补发票据" in screen_text(app)
+        await pilot.press("f8")  # no printer: no print key, nothing happens
+        await pilot.pause()
+        assert type(app.screen).__name__ == "StudentPage"
+    app = make_ui_app(helpdesk=True, printer=f"file:{tmp_path / 'slip.bin'}")
+    async with app.run_test(size=SIZE) as pilot:
+        await chen_page_with(pilot, ui_server, paid.order_no)
         page = app.screen
+        assert "打印" in screen_text(app)
         for key in ("f6", "f8"):
             await pilot.press(key)
             assert (await receipt_shown(pilot, "the receipt")).order_no == paid.order_no

@@ -32,7 +32,7 @@ class StudentPage(EpayScreen):
         bar_key("f5", "counter_payment", "counter_payment", "F5"),
         bar_key("f6", "receipt", "desk_resend", "F6"),
         bar_key("f7", "query_payment", "query_payment", "F7"),
-        bar_key("f8", "receipt", "desk_print", "F8"),
+        bar_key("f8", "print_slip", "desk_print", "F8"),
         bar_key("f9", "refund", "refund_request", "F9"),
         BACK,
     ]
@@ -168,6 +168,16 @@ class StudentPage(EpayScreen):
         order_no = self._paid_order_no()
         if order_no is not None:
             self.epay.go("receipt", order_no=order_no, staff=True)
+
+    def action_print_slip(self) -> None:
+        """打印: the paid order's receipt, whose ``p`` prints it."""
+        self.action_receipt()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """No printer configured: no print key (ui.md)."""
+        if action == "print_slip":
+            return self.epay.settings.printer is not None
+        return True
 
     def action_refund(self) -> None:
         order_no = self._paid_order_no()
