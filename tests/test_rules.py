@@ -158,3 +158,25 @@ def test_printable_only_drops_what_no_keyboard_types(text, keep, printable):
     assert rules.printable_only(text, keep) == printable
     assert rules.is_typeable(printable.replace("\r", "").replace("\n", ""))
     assert rules.is_typeable(text) == (text == printable)
+
+
+def test_a_staff_note_is_refused_alike_by_the_screen_and_the_backend():
+    """One rule for a slip number or a reason: the client's check and the request model
+    both come from ``rules.is_note`` (a blank-looking note was once let through by the
+    screen and refused by the backend)."""
+    import pydantic
+
+    from epay_tui.api.models import RefundDecision
+    from epay_tui.flow.money import reason_problem, reference_problem
+
+    notes = (("POS-0012", True), ("退学，退还教材费", True), ("   ", False), ("a\u202eb", False))
+    for text, ok in notes:
+        assert rules.is_note(text) is ok, text
+        assert (reference_problem("pos", text) is None) is ok, text
+        assert (reason_problem(text) is None) is ok, text
+        try:
+            RefundDecision(reason=text)
+            accepted = True
+        except pydantic.ValidationError:
+            accepted = False
+        assert accepted is ok, text

@@ -19,4 +19,3 @@ async def test_first_login_forces_change_then_menu(make_ui_app, ui_server):
         await pilot.pause()
         assert type(app.screen).__name__ == "MenuScreen"
         assert app.user == ("2024010001", "张伟")
-

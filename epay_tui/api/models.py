@@ -23,7 +23,10 @@ from epay_tui.api.rules import (
     MAX_ITEMS_PER_ORDER,
     NUL_REFUSED,
     PASSWORD_FIELD_MAX,
+    REASON_MAX,
+    REFERENCE_MAX,
     has_nul,
+    is_note,
     is_typeable,
 )
 
@@ -429,20 +432,24 @@ class AuditLog(Response):
 
 
 # ---------------------------------------------------------------------------- money (api-money.md)
-Reference = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-
-
-def _printable(value: str) -> str:
-    if not value.strip() or not all(c.isprintable() for c in value):
-        raise ValueError("must be printable characters")
+def _note(value: str) -> str:
+    if not is_note(value):
+        raise ValueError("must not be blank, and hold no control or invisible characters")
     return value
+
+
+Reference = Annotated[
+    str, StringConstraints(min_length=1, max_length=REFERENCE_MAX), AfterValidator(_note)
+]
+Reason = Annotated[
+    str, StringConstraints(min_length=1, max_length=REASON_MAX), AfterValidator(_note)
+]
 
 
 class CounterPayment(Request):
     item_ids: ItemIds
     method: CounterMethod
-    reference: Annotated[Reference, AfterValidator(_printable)] | None = None
+    reference: Reference | None = None
     """The POS slip number (required for ``pos``); for ``cash`` a note, optional."""
 
 
@@ -473,11 +480,11 @@ class RefundRequest(Request):
     order_no: ShortText
     item_ids: ItemIds | None = None
     trade_no: ShortText | None = None
-    reason: Annotated[Reason, AfterValidator(_printable)]
+    reason: Reason
 
 
 class RefundDecision(Request):
-    reason: Annotated[Reason, AfterValidator(_printable)]
+    reason: Reason
 
 
 class Refund(Response):

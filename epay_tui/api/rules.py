@@ -133,6 +133,18 @@ def is_typeable(text: str) -> bool:
     return printable_only(text) == text
 
 
+REFERENCE_MAX = 64
+"""A counter payment's POS slip number (or cash note), at most this long."""
+REASON_MAX = 200
+"""A refund's reason, or a rejection's, at most this long."""
+
+
+def is_note(text: str) -> bool:
+    """A short text a staff member types (a slip number, a reason): not blank, and only
+    what a keyboard types."""
+    return bool(text.strip()) and is_typeable(text)
+
+
 # ---------------------------------------------------------------------------- passwords
 PASSWORD_MIN, PASSWORD_MAX = 8, 32
 PASSWORD_FIELD_MAX = 128

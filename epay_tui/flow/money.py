@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from epay_tui.api import rules
 from epay_tui.api.client import new_idempotency_key
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from epay_tui.api.models import (
         Arrears,
         CashierReport,
+        CounterMethod,
         DiscrepancyEntry,
         FeeItem,
         Fees,
@@ -28,24 +29,19 @@ if TYPE_CHECKING:
         Refund,
     )
 
-Method = Literal["cash", "pos"]
-REFERENCE_MAX = 64
-REASON_MAX = 200
-
-
 # ---------------------------------------------------------------------------- 现场缴费
 def unpaid_items(fees: Fees) -> list[tuple[str, FeeItem]]:
     """``(tag, item)`` of every item the counter can take money for, tag by tag."""
     return [(tag.tag, item) for tag in fees.tags for item in tag.items if rules.payable(item)]
 
 
-def reference_problem(method: Method, reference: str) -> str | None:
+def reference_problem(method: CounterMethod, reference: str) -> str | None:
     """Why a slip number cannot go with ``method`` (a catalog key), or None."""
     if method != "pos":
         return None
     if not reference:
         return "counter.need_reference"
-    if len(reference) > REFERENCE_MAX or not rules.is_typeable(reference):
+    if len(reference) > rules.REFERENCE_MAX or not rules.is_note(reference):
         return "counter.bad_reference"
     return None
 
@@ -61,14 +57,14 @@ class CounterPayment:
         self.idempotency_key = new_idempotency_key()
         self.order: Order | None = None
 
-    def key_for(self, item_ids: Iterable[str], method: Method, reference: str) -> str:
+    def key_for(self, item_ids: Iterable[str], method: CounterMethod, reference: str) -> str:
         asked = (tuple(sorted(item_ids)), method, reference)
         if asked != self._asked:
             self._asked, self.idempotency_key = asked, new_idempotency_key()
         return self.idempotency_key
 
     async def pay(
-        self, api: ApiClient, items: Sequence[FeeItem], method: Method, reference: str
+        self, api: ApiClient, items: Sequence[FeeItem], method: CounterMethod, reference: str
     ) -> Order:
         ids = [item.id for item in items]
         key = self.key_for(ids, method, reference)
@@ -125,7 +121,7 @@ def reason_problem(reason: str) -> str | None:
     """Why a 原因 cannot be sent (a catalog key), or None."""
     if not reason.strip():
         return "refund.need_reason"
-    if len(reason) > REASON_MAX or not rules.is_typeable(reason):
+    if len(reason) > rules.REASON_MAX or not rules.is_note(reason):
         return "refund.bad_reason"
     return None
 

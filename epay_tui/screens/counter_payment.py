@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, RadioButton, RadioSet
 
 from epay_tui.api import errors, rules
-from epay_tui.api.models import FeeItem, StudentDetail
+from epay_tui.api.models import CounterMethod, FeeItem, StudentDetail
 from epay_tui.flow import helpdesk, money
 from epay_tui.i18n import tr
 from epay_tui.screens.base import BACK, EpayScreen
@@ -21,7 +21,7 @@ from epay_tui.widgets.money_words import channel_word
 from epay_tui.widgets.tables import cursor_key, relabel, staff_table
 from epay_tui.widgets.texts import Tr
 
-METHODS: tuple[money.Method, ...] = ("cash", "pos")
+METHODS: tuple[CounterMethod, ...] = ("cash", "pos")
 
 
 class CounterPaymentScreen(EpayScreen):
@@ -62,7 +62,7 @@ class CounterPaymentScreen(EpayScreen):
                 )
             with Horizontal(classes="field"):
                 yield Tr("counter.reference", classes="label")
-                yield Input(id="reference", max_length=money.REFERENCE_MAX, compact=True)
+                yield Input(id="reference", max_length=rules.REFERENCE_MAX, compact=True)
 
     def _method_label(self, method: str) -> str:
         return f"{METHODS.index(method) + 1} {channel_word(self.app.language, method)}"
@@ -141,7 +141,7 @@ class CounterPaymentScreen(EpayScreen):
             self.query_one("#reference", Input).focus()
 
     @property
-    def method(self) -> money.Method:
+    def method(self) -> CounterMethod:
         pressed = self.query_one(RadioSet).pressed_button
         return "pos" if pressed is not None and pressed.name == "pos" else "cash"
 
@@ -175,7 +175,7 @@ class CounterPaymentScreen(EpayScreen):
             lambda answer: self._pay(items, method, reference) if answer == "yes" else None,
         )
 
-    def _pay(self, items: list[FeeItem], method: money.Method, reference: str) -> None:
+    def _pay(self, items: list[FeeItem], method: CounterMethod, reference: str) -> None:
         if self.paying:
             return
         self.paying = True

@@ -57,7 +57,7 @@ class RefundApprovalScreen(EpayScreen):
         yield Tr(id="refund-detail", classes="muted")
         with Vertical(classes="form"), Horizontal(classes="field"):
             yield Tr("refund.reject_reason", classes="label")
-            yield Input(id="reject-reason", max_length=money.REASON_MAX, compact=True)
+            yield Input(id="reject-reason", max_length=rules.REASON_MAX, compact=True)
         yield Tr(id="result")
 
     def on_mount(self) -> None:

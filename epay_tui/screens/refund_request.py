@@ -51,7 +51,7 @@ class RefundRequestScreen(EpayScreen):
         yield staff_table(self.COLUMNS, self.app.language, "refund-items")
         with Vertical(classes="form"), Horizontal(classes="field"):
             yield Tr("refund.reason", classes="label")
-            yield Input(id="reason", max_length=money.REASON_MAX, compact=True)
+            yield Input(id="reason", max_length=rules.REASON_MAX, compact=True)
         yield Tr(id="result")
 
     def on_mount(self) -> None:
