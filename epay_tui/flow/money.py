@@ -4,6 +4,7 @@ is :class:`ExportFailed`. No Textual."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -229,4 +230,5 @@ async def export_arrears(api: ApiClient, where: ArrearsFilter, path_text: str) -
     """The CSV of these arrears, fetched now and written to ``path_text``: the path and
     its size in bytes. Nothing is written when the fetch fails."""
     data = await api.staff_arrears_csv(**where.params())
-    return write_export(path_text, data), len(data)
+    path = await asyncio.to_thread(write_export, path_text, data)  # not on the UI's loop
+    return path, len(data)

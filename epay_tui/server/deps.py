@@ -54,6 +54,8 @@ def staff_session(session: Annotated[Session, Depends(active_session)]) -> Sessi
 
 StudentSession = Annotated[Session, Depends(student_session)]
 StaffSession = Annotated[Session, Depends(staff_session)]
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64)]
+"""The header that makes a money-moving POST safe to repeat (orders, counter, refunds)."""
 
 
 def error_responses(*classes: type[errors.ApiError]) -> dict:

@@ -139,7 +139,7 @@ def cashier_report(
     start = datetime(day.year, day.month, day.day, tzinfo=backend.time.zone).timestamp()
     with backend.store.read() as tx:
         rows = money.counter_payments(tx, start, start + 86400, None if who == "*" else who)
-    payments_ = [
+    taken = [
         models.CashierPayment(
             order_no=r["order_no"],
             username=r["username"],
@@ -152,11 +152,11 @@ def cashier_report(
         for r in rows
     ]
     totals = models.CashierTotals(
-        cash=sum(p.total for p in payments_ if p.method == "cash"),
-        pos=sum(p.total for p in payments_ if p.method == "pos"),
-        count=len(payments_),
+        cash=sum(p.total for p in taken if p.method == "cash"),
+        pos=sum(p.total for p in taken if p.method == "pos"),
+        count=len(taken),
     )
-    return models.CashierReport(date=day, cashier=who, payments=payments_, totals=totals)
+    return models.CashierReport(date=day, cashier=who, payments=taken, totals=totals)
 
 
 # ---------------------------------------------------------------------------- refunds

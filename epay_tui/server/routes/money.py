@@ -7,16 +7,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from epay_tui.api import errors, models
 from epay_tui.server import money
-from epay_tui.server.deps import AUTH_ERRORS, BackendDep, StaffSession, error_responses
+from epay_tui.server.deps import (
+    AUTH_ERRORS,
+    BackendDep,
+    IdempotencyKey,
+    StaffSession,
+    error_responses,
+)
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff: money"])
 STAFF_ERRORS = (*AUTH_ERRORS, errors.ForbiddenRole)
 KEY_ERRORS = (errors.IdempotencyKeyReused, errors.IdempotencyInProgress)
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64)]
 Filter = Annotated[str | None, Query(max_length=64)]
 
 

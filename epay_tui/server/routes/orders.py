@@ -7,12 +7,18 @@ import asyncio
 import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from epay_tui.api import errors, models
 from epay_tui.server import money, payments
-from epay_tui.server.deps import AUTH_ERRORS, BackendDep, StudentSession, error_responses
+from epay_tui.server.deps import (
+    AUTH_ERRORS,
+    BackendDep,
+    IdempotencyKey,
+    StudentSession,
+    error_responses,
+)
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 MAX_WAIT = 25.0
@@ -39,7 +45,7 @@ def create_order(
     body: models.OrderCreate,
     backend: BackendDep,
     session: StudentSession,
-    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64)],
+    idempotency_key: IdempotencyKey,
 ) -> models.Order:
     """One order per key: the same key and items lead back to the same order."""
     return payments.create_order(backend, session, idempotency_key, body.item_ids)
